@@ -1,0 +1,36 @@
+# The two commands: `make demo` (main job on the built-in data) and `make test` (the test suite).
+# Both create or reuse .venv, install what is missing, and (re)build the extension when csrc/ changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEPS_STAMP := $(VENV)/.stamp-deps
+BUILD_STAMP := $(VENV)/.stamp-build
+NATIVE_SOURCES := $(shell find csrc -type f 2>/dev/null) CMakeLists.txt pyproject.toml
+
+.PHONY: demo test build bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(DEPS_STAMP): requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(BUILD_STAMP): $(DEPS_STAMP) $(NATIVE_SOURCES)
+	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
+	touch $@
+
+build: $(BUILD_STAMP)
+
+test: $(BUILD_STAMP)
+	$(PY) -m pytest tests -q
+
+demo: $(BUILD_STAMP)
+	$(PY) -m pycmlt demo
+
+bench: $(BUILD_STAMP)
+	$(PY) -m benchmarks ce --device cpu
+
+clean:
+	rm -rf build $(VENV)

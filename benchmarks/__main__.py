@@ -1,0 +1,37 @@
+"""python -m benchmarks <op family> [--device cpu|cuda] [--quick] [--out DIR]"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from benchmarks import ce
+from benchmarks.harness import write_results
+
+SUITES = {"ce": ce.run}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("suite", choices=sorted(SUITES) + ["all"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="small shapes and few repeats (smoke test)")
+    parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA GPU is visible here", file=sys.stderr)
+        return 2
+    for name in (sorted(SUITES) if args.suite == "all" else [args.suite]):
+        result = SUITES[name](device, quick=args.quick)
+        suffix = "-quick" if args.quick else ""
+        json_path, md_path = write_results(name + suffix, device, result.pop("cases"), out_dir=args.out,
+                                           extra=result)
+        print(md_path.read_text())
+        print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+// Per-row scalar maths of the class-balanced cross-entropy (DESIGN 2.1), shared by the CPU and
+// CUDA kernels so that both compute exactly the same loss and gradient coefficients.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define PYCMLT_HD __host__ __device__ __forceinline__
+#else
+#define PYCMLT_HD inline
+#endif
+
+namespace pycmlt {
+
+// Reduction codes used by every op (same values as at::Reduction).
+enum Reduction : int64_t { kNone = 0, kMean = 1, kSum = 2 };
+
+// Everything a kernel needs to know about the loss options, as plain data.
+struct CeOptions {
+  const float* class_weight;  // [C] or nullptr (all ones)
+  const float* margins;       // [C] or nullptr (no LDAM margin)
+  const float* logit_bias;    // [C] or nullptr (no logit adjustment)
+  float scale;                // z <- scale * z
+  float focal_gamma;          // 0: plain cross-entropy
+  float label_smoothing;      // eps; 0 <= eps <= 1
+  int64_t ignore_index;
+  int64_t num_classes;
+};
+
+// Coefficients of one row: loss = `loss`; d loss / d z_j = a * p_j - b_target * [j == y] - b_class * w_j.
+struct CeRowCoefs {
+  float loss;
+  float a;
+  float b_target;
+  float b_class;
+};
+
+// nll = lse - z_y; sum_wz = sum_j w_j z_j (only needed with label smoothing); w_total = sum_j w_j.
+PYCMLT_HD CeRowCoefs ce_row_coefs(float nll, float lse, float sum_wz, float w_y, float w_total,
+                                  const CeOptions& o) {
+  CeRowCoefs r;
+  const float eps = o.label_smoothing;
+  if (o.focal_gamma > 0.f) {
+    // l = w_y (1 - p)^g (-log p); dl/dz_j = w_y F (p_j - [j == y]),
+    // F = (1 - p)^g - g p (1 - p)^(g - 1) log p, with 1 - p computed as -expm1(-nll).
+    const float g = o.focal_gamma;
+    const float p = expf(-nll);
+    const float q = fmaxf(-expm1f(-nll), 0.f);
+    const float qg = powf(q, g);
+    const float f = q > 0.f ? qg + g * p * powf(q, g - 1.f) * nll : 0.f;
+    r.loss = w_y * qg * nll;
+    r.a = w_y * f;
+    r.b_target = w_y * f;
+    r.b_class = 0.f;
+  } else {
+    // PyTorch semantics: (1 - eps) w_y (-log p_y) + eps / C * sum_j w_j (-log p_j).
+    const float s = eps / static_cast<float>(o.num_classes);
+    r.loss = (1.f - eps) * w_y * nll + (eps > 0.f ? s * (w_total * lse - sum_wz) : 0.f);
+    r.a = (1.f - eps) * w_y + s * w_total;
+    r.b_target = (1.f - eps) * w_y;
+    r.b_class = s;
+  }
+  return r;
+}
+
+}  // namespace pycmlt

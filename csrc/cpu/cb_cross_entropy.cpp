@@ -1,0 +1,185 @@
+// CPU kernel of pycmlt::cb_cross_entropy: one pass per row computes the loss and writes the
+// gradient (no second read of the logits in backward), rows spread over threads with at::parallel_for.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+
+#include <atomic>
+#include <vector>
+
+#include "common/ce_row_math.h"
+#include "common/dispatch.h"
+#include "cpu/vec_math.h"
+
+namespace pycmlt {
+namespace {
+
+// Loss of one row; writes d loss / d logits into g when g != nullptr. buf holds C floats.
+template <typename T>
+PYCMLT_ALWAYS_INLINE float ce_row(const T* x, int64_t y, const CeOptions& o, float w_y,
+                                  float w_total, float grad_scale, float* buf, T* g) {
+  const int64_t C = o.num_classes;
+  const float s = o.scale;
+  const float* bias = o.logit_bias;
+  const float* w = o.class_weight;
+  if (bias) {
+#pragma omp simd
+    for (int64_t j = 0; j < C; ++j) buf[j] = (static_cast<float>(x[j]) + bias[j]) * s;
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < C; ++j) buf[j] = static_cast<float>(x[j]) * s;
+  }
+  if (o.margins) buf[y] -= o.margins[y] * s;
+  const float z_y = buf[y];
+
+  float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
+  for (int64_t j = 0; j < C; ++j) mx = buf[j] > mx ? buf[j] : mx;
+  float sum_wz = 0.f;
+  if (o.label_smoothing > 0.f) {
+    if (w) {
+#pragma omp simd reduction(+ : sum_wz)
+      for (int64_t j = 0; j < C; ++j) sum_wz += w[j] * buf[j];
+    } else {
+#pragma omp simd reduction(+ : sum_wz)
+      for (int64_t j = 0; j < C; ++j) sum_wz += buf[j];
+    }
+  }
+  // A row whose max is +-inf or NaN gives NaN/inf like PyTorch; keep exp's argument finite-safe.
+  const float shift = std::isfinite(mx) ? mx : 0.f;
+  float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < C; ++j) {
+    const float e = fast_expf(buf[j] - shift);
+    buf[j] = e;
+    sum += e;
+  }
+  const float lse = shift + std::log(sum);
+  const float nll = lse - z_y;
+  const CeRowCoefs k = ce_row_coefs(nll, lse, sum_wz, w_y, w_total, o);
+  if (g) {
+    const float a = grad_scale * s * k.a / sum;
+    const float bc = grad_scale * s * k.b_class;
+    if (w && bc != 0.f) {
+#pragma omp simd
+      for (int64_t j = 0; j < C; ++j) g[j] = static_cast<T>(a * buf[j] - bc * w[j]);
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < C; ++j) g[j] = static_cast<T>(a * buf[j] - bc);
+    }
+    g[y] = static_cast<T>(a * buf[y] - bc * (w ? w[y] : 1.f) - grad_scale * s * k.b_target);
+  }
+  return k.loss;
+}
+
+// One non-template, multi-versioned entry per dtype so the row loop is compiled for AVX-512/AVX2.
+#define PYCMLT_CE_ROW_ENTRY(NAME, T)                                                              \
+  PYCMLT_MULTIVERSION float NAME(const T* x, int64_t y, const CeOptions& o, float w_y,          \
+                                 float w_total, float grad_scale, float* buf, T* g) {            \
+    return ce_row<T>(x, y, o, w_y, w_total, grad_scale, buf, g);                                 \
+  }
+PYCMLT_CE_ROW_ENTRY(ce_row_float, float)
+PYCMLT_CE_ROW_ENTRY(ce_row_half, c10::Half)
+PYCMLT_CE_ROW_ENTRY(ce_row_bfloat16, c10::BFloat16)
+#undef PYCMLT_CE_ROW_ENTRY
+
+inline float ce_row_dispatch(const float* x, int64_t y, const CeOptions& o, float wy, float wt,
+                             float gs, float* buf, float* g) {
+  return ce_row_float(x, y, o, wy, wt, gs, buf, g);
+}
+inline float ce_row_dispatch(const c10::Half* x, int64_t y, const CeOptions& o, float wy, float wt,
+                             float gs, float* buf, c10::Half* g) {
+  return ce_row_half(x, y, o, wy, wt, gs, buf, g);
+}
+inline float ce_row_dispatch(const c10::BFloat16* x, int64_t y, const CeOptions& o, float wy,
+                             float wt, float gs, float* buf, c10::BFloat16* g) {
+  return ce_row_bfloat16(x, y, o, wy, wt, gs, buf, g);
+}
+
+const float* optional_ptr(const std::optional<at::Tensor>& t, int64_t C, const char* name) {
+  if (!t.has_value()) return nullptr;
+  TORCH_CHECK_VALUE(t->scalar_type() == at::kFloat && t->dim() == 1 && t->numel() == C &&
+                        t->is_contiguous() && t->device().is_cpu(),
+                    name, " must be a contiguous float32 CPU tensor of shape [", C, "]");
+  return t->data_ptr<float>();
+}
+
+std::tuple<at::Tensor, at::Tensor> cb_cross_entropy_cpu(
+    const at::Tensor& logits_in, const at::Tensor& target_in,
+    const std::optional<at::Tensor>& class_weight, const std::optional<at::Tensor>& margins,
+    const std::optional<at::Tensor>& logit_bias, double scale, double focal_gamma,
+    double label_smoothing, int64_t ignore_index, int64_t reduction, bool compute_grad) {
+  TORCH_CHECK_VALUE(logits_in.dim() == 2, "logits must be 2-D [N, C], got shape ", logits_in.sizes());
+  TORCH_CHECK_VALUE(target_in.dim() == 1 && target_in.size(0) == logits_in.size(0),
+                    "target must have shape [", logits_in.size(0), "], got ", target_in.sizes());
+  TORCH_CHECK_VALUE(reduction >= 0 && reduction <= 2, "reduction code must be 0, 1 or 2");
+  const int64_t N = logits_in.size(0), C = logits_in.size(1);
+  const at::Tensor logits = logits_in.stride(-1) == 1 ? logits_in : logits_in.contiguous();
+  const at::Tensor target = target_in.to(at::kLong).contiguous();
+
+  CeOptions o;
+  o.class_weight = optional_ptr(class_weight, C, "class_weight");
+  o.margins = optional_ptr(margins, C, "margins");
+  o.logit_bias = optional_ptr(logit_bias, C, "logit_bias");
+  o.scale = static_cast<float>(scale);
+  o.focal_gamma = static_cast<float>(focal_gamma);
+  o.label_smoothing = static_cast<float>(label_smoothing);
+  o.ignore_index = ignore_index;
+  o.num_classes = C;
+
+  const int64_t* tgt = target.data_ptr<int64_t>();
+  // Validate targets and compute the mean's denominator (sum of the weights of counted rows).
+  double denom = 0.0;
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t y = tgt[i];
+    if (y == ignore_index) continue;
+    TORCH_CHECK_VALUE(y >= 0 && y < C, "target[", i, "] = ", y, " is out of range: expected 0 <= target < ",
+                      C, " or target == ignore_index (", ignore_index, ")");
+    denom += o.class_weight ? o.class_weight[y] : 1.0;
+  }
+  float w_total = static_cast<float>(C);
+  if (o.class_weight) {
+    double acc = 0.0;
+    for (int64_t j = 0; j < C; ++j) acc += o.class_weight[j];
+    w_total = static_cast<float>(acc);
+  }
+  const float grad_scale = reduction == kMean ? static_cast<float>(1.0 / denom) : 1.f;
+
+  at::Tensor loss_rows = at::empty({N}, logits.options().dtype(at::kFloat));
+  at::Tensor grad = compute_grad ? at::empty({N, C}, logits.options()) : at::empty({0}, logits.options());
+  float* loss_ptr = loss_rows.data_ptr<float>();
+  const int64_t row_stride = logits.stride(0);
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1));
+
+  PYCMLT_DISPATCH_FLOAT_TYPES(logits.scalar_type(), "cb_cross_entropy_cpu", [&] {
+    const scalar_t* x = logits.data_ptr<scalar_t>();
+    scalar_t* g = compute_grad ? grad.data_ptr<scalar_t>() : nullptr;
+    at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) {
+      std::vector<float> buf(C);
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t y = tgt[i];
+        scalar_t* gi = g ? g + i * C : nullptr;
+        if (y == ignore_index) {
+          loss_ptr[i] = 0.f;
+          if (gi) std::fill(gi, gi + C, scalar_t(0));
+          continue;
+        }
+        const float w_y = o.class_weight ? o.class_weight[y] : 1.f;
+        loss_ptr[i] = ce_row_dispatch(x + i * row_stride, y, o, w_y, w_total, grad_scale, buf.data(), gi);
+      }
+    });
+  });
+
+  if (reduction == kNone) return {loss_rows, grad};
+  double total = 0.0;
+  for (int64_t i = 0; i < N; ++i) total += loss_ptr[i];
+  const double value = reduction == kMean ? total / denom : total;
+  return {at::scalar_tensor(value, logits.options().dtype(at::kFloat)), grad};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pycmlt, CPU, m) { m.impl("cb_cross_entropy", &cb_cross_entropy_cpu); }
+
+}  // namespace pycmlt

@@ -1,0 +1,223 @@
+"""Triton kernels of the class-balanced softmax cross-entropy (DESIGN 2.1).
+
+The forward pass writes the gradient as it goes, so backward never reads the logits again.
+Rows that fit in one tile are processed several at a time, read once; longer rows are streamed
+in chunks with an online max / sum-of-exp, then a second sweep writes the gradient.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+# A row is kept whole in registers up to this many classes; longer rows are streamed.
+MAX_SINGLE_TILE = 16384
+CHUNK = 4096
+
+
+@triton.jit
+def _row_coefs(nll, lse, sum_wz, w_y, w_total, gamma, eps, C, FOCAL: tl.constexpr):
+    """Loss and gradient coefficients of each row: dl/dz_j = a p_j - b_t [j == y] - b_c w_j."""
+    if FOCAL:
+        p = tl.exp(-nll)
+        small = nll < 1e-3
+        q = tl.where(small, nll * (1.0 - nll * 0.5 + nll * nll / 6.0), 1.0 - p)
+        q = tl.maximum(q, 0.0)
+        pos = q > 0.0
+        log_q = tl.log(tl.where(pos, q, 1.0))
+        qg = tl.where(pos, tl.exp(gamma * log_q), 0.0)
+        f = tl.where(pos, qg + gamma * p * tl.exp((gamma - 1.0) * log_q) * nll, 0.0)
+        loss = w_y * qg * nll
+        a = w_y * f
+        b_t = a
+        b_c = tl.zeros_like(a)
+    else:
+        s = eps / C
+        loss = (1.0 - eps) * w_y * nll
+        if eps > 0.0:
+            loss += s * (w_total * lse - sum_wz)
+        a = (1.0 - eps) * w_y + s * w_total
+        b_t = (1.0 - eps) * w_y
+        b_c = tl.zeros_like(a) + s
+    return loss, a, b_t, b_c
+
+
+@triton.jit
+def _ce_rows_kernel(
+    X, stride_x, T, W, M, B, AUX, LOSS, G, N, C, ignore_index, scale, gamma, eps,
+    HAS_W: tl.constexpr, HAS_M: tl.constexpr, HAS_B: tl.constexpr, FOCAL: tl.constexpr,
+    COMPUTE_GRAD: tl.constexpr, ROWS: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """ROWS whole rows per program (C <= BLOCK_C): logits read once, gradient written once."""
+    pid = tl.program_id(0)
+    rows = pid * ROWS + tl.arange(0, ROWS)
+    row_ok = rows < N
+    cols = tl.arange(0, BLOCK_C)
+    col_ok = cols < C
+    y = tl.load(T + rows, mask=row_ok, other=ignore_index)
+    counted = row_ok & (y != ignore_index)
+    valid = counted & (y >= 0) & (y < C)
+    y_safe = tl.where(valid, y, 0)
+    rows64 = rows.to(tl.int64)
+    mask = row_ok[:, None] & col_ok[None, :]
+    x = tl.load(X + rows64[:, None] * stride_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    z = x
+    if HAS_B:
+        z += tl.load(B + cols, mask=col_ok, other=0.0)[None, :]
+    is_y = cols[None, :] == y_safe[:, None]
+    if HAS_M:
+        m_y = tl.load(M + y_safe, mask=valid, other=0.0)
+        z = tl.where(is_y, z - m_y[:, None], z)
+    z = z * scale
+    z = tl.where(mask, z, float("-inf"))
+    z_y = tl.sum(tl.where(is_y & mask, z, 0.0), axis=1)
+    mx = tl.max(z, axis=1)
+    shift = tl.where((mx == mx) & (tl.abs(mx) < float("inf")), mx, 0.0)
+    e = tl.exp(z - shift[:, None])
+    e = tl.where(mask, e, 0.0)
+    total = tl.sum(e, axis=1)
+    lse = shift + tl.log(total)
+    nll = lse - z_y
+    if HAS_W:
+        w = tl.load(W + cols, mask=col_ok, other=0.0)
+        w_y = tl.load(W + y_safe, mask=valid, other=1.0)
+    else:
+        w_y = tl.full((ROWS,), 1.0, tl.float32)
+    w_total = tl.load(AUX + 1)
+    sum_wz = tl.zeros((ROWS,), tl.float32)
+    if eps > 0.0:
+        zz = tl.where(mask, z, 0.0)
+        if HAS_W:
+            sum_wz = tl.sum(zz * w[None, :], axis=1)
+        else:
+            sum_wz = tl.sum(zz, axis=1)
+    loss, a, b_t, b_c = _row_coefs(nll, lse, sum_wz, w_y, w_total, gamma, eps, C, FOCAL)
+    loss = tl.where(valid, loss, tl.where(counted, float("nan"), 0.0))
+    tl.store(LOSS + rows, loss, mask=row_ok)
+    if COMPUTE_GRAD:
+        gs = tl.load(AUX) * scale
+        coef = tl.where(valid, gs * a / total, 0.0)
+        b_t = tl.where(valid, gs * b_t, 0.0)
+        b_c = tl.where(valid, gs * b_c, 0.0)
+        g = coef[:, None] * e - tl.where(is_y, b_t[:, None], 0.0)
+        if HAS_W:
+            g -= b_c[:, None] * w[None, :]
+        else:
+            g -= b_c[:, None]
+        tl.store(G + rows64[:, None] * C + cols[None, :], g.to(G.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _ce_chunked_kernel(
+    X, stride_x, T, W, M, B, AUX, LOSS, G, N, C, ignore_index, scale, gamma, eps,
+    HAS_W: tl.constexpr, HAS_M: tl.constexpr, HAS_B: tl.constexpr, FOCAL: tl.constexpr,
+    COMPUTE_GRAD: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """One long row per program: online max / sum-of-exp sweep, then a sweep writing the gradient."""
+    row = tl.program_id(0).to(tl.int64)
+    y = tl.load(T + row)
+    counted = y != ignore_index
+    valid = counted & (y >= 0) & (y < C)
+    y_safe = tl.where(valid, y, 0)
+    x_row = X + row * stride_x
+    m_y = 0.0
+    if HAS_M:
+        m_y = tl.load(M + y_safe)
+    b_y = 0.0
+    if HAS_B:
+        b_y = tl.load(B + y_safe)
+    z_y = (tl.load(x_row + y_safe).to(tl.float32) + b_y - m_y) * scale
+    cols0 = tl.arange(0, BLOCK_C)
+    mx = tl.full((BLOCK_C,), float("-inf"), tl.float32)
+    acc = tl.zeros((BLOCK_C,), tl.float32)
+    wz = tl.zeros((BLOCK_C,), tl.float32)
+    for start in range(0, C, BLOCK_C):
+        cols = start + cols0
+        ok = cols < C
+        z = tl.load(x_row + cols, mask=ok, other=0.0).to(tl.float32)
+        if HAS_B:
+            z += tl.load(B + cols, mask=ok, other=0.0)
+        z = tl.where(cols == y_safe, (z - m_y) * scale, z * scale)
+        if eps > 0.0:
+            if HAS_W:
+                wz += tl.where(ok, z * tl.load(W + cols, mask=ok, other=0.0), 0.0)
+            else:
+                wz += tl.where(ok, z, 0.0)
+        z = tl.where(ok, z, float("-inf"))
+        new_mx = tl.maximum(mx, z)
+        safe = tl.where(new_mx == float("-inf"), 0.0, new_mx)
+        acc = acc * tl.exp(mx - safe) + tl.exp(z - safe)
+        mx = new_mx
+    row_mx = tl.max(mx, axis=0)
+    shift = tl.where((row_mx == row_mx) & (tl.abs(row_mx) < float("inf")), row_mx, 0.0)
+    safe_mx = tl.where(mx == float("-inf"), shift, mx)
+    total = tl.sum(acc * tl.exp(safe_mx - shift), axis=0)
+    lse = shift + tl.log(total)
+    nll = lse - z_y
+    if HAS_W:
+        w_y = tl.load(W + y_safe)
+    else:
+        w_y = 1.0
+    w_total = tl.load(AUX + 1)
+    sum_wz = tl.sum(wz, axis=0)
+    loss, a, b_t, b_c = _row_coefs(nll, lse, sum_wz, w_y, w_total, gamma, eps, C, FOCAL)
+    loss = tl.where(valid, loss, tl.where(counted, float("nan"), 0.0))
+    tl.store(LOSS + row, loss)
+    if COMPUTE_GRAD:
+        gs = tl.load(AUX) * scale
+        coef = tl.where(valid, gs * a / total, 0.0)
+        b_t = tl.where(valid, gs * b_t, 0.0)
+        b_c = tl.where(valid, gs * b_c, 0.0)
+        g_row = G + row * C
+        for start in range(0, C, BLOCK_C):
+            cols = start + cols0
+            ok = cols < C
+            z = tl.load(x_row + cols, mask=ok, other=0.0).to(tl.float32)
+            if HAS_B:
+                z += tl.load(B + cols, mask=ok, other=0.0)
+            is_y = cols == y_safe
+            z = tl.where(is_y, (z - m_y) * scale, z * scale)
+            g = coef * tl.exp(z - shift) - tl.where(is_y, b_t, 0.0)
+            if HAS_W:
+                g -= b_c * tl.load(W + cols, mask=ok, other=0.0)
+            else:
+                g -= b_c
+            tl.store(g_row + cols, g.to(G.dtype.element_ty), mask=ok)
+
+
+def cb_cross_entropy_rows(logits, target, class_weight, margins, logit_bias, aux, scale, focal_gamma,
+                          label_smoothing, ignore_index, compute_grad):
+    """Per-row losses [N] (fp32) and, if compute_grad, d loss / d logits [N, C] scaled by aux[0].
+
+    aux = [gradient scale (1 / mean denominator or 1), sum of class weights] lives on the device so
+    that no host synchronisation is needed.
+    """
+    if logits.stride(-1) != 1:
+        logits = logits.contiguous()
+    n, c = logits.shape
+    loss = torch.empty(n, device=logits.device, dtype=torch.float32)
+    grad = torch.empty((n, c) if compute_grad else (0,), device=logits.device, dtype=logits.dtype)
+    if n == 0:
+        return loss, grad
+    dummy = aux
+    args = (
+        logits, logits.stride(0), target,
+        class_weight if class_weight is not None else dummy,
+        margins if margins is not None else dummy,
+        logit_bias if logit_bias is not None else dummy,
+        aux, loss, grad if compute_grad else dummy, n, c, ignore_index,
+        float(scale), float(focal_gamma), float(label_smoothing),
+    )
+    flags = dict(
+        HAS_W=class_weight is not None, HAS_M=margins is not None, HAS_B=logit_bias is not None,
+        FOCAL=focal_gamma > 0, COMPUTE_GRAD=compute_grad,
+    )
+    block_c = triton.next_power_of_2(c)
+    if block_c <= MAX_SINGLE_TILE:
+        rows = max(1, min(16, 4096 // block_c))
+        warps = 4 if block_c <= 2048 else (8 if block_c <= 8192 else 16)
+        grid = (triton.cdiv(n, rows),)
+        _ce_rows_kernel[grid](*args, **flags, ROWS=rows, BLOCK_C=block_c, num_warps=warps)
+    else:
+        _ce_chunked_kernel[(n,)](*args, **flags, BLOCK_C=CHUNK, num_warps=8)
+    return loss, grad

@@ -1,0 +1,4 @@
+"""nn.Module wrappers of the pycmlt ops, holding class statistics as buffers."""
+from pycmlt.nn.cross_entropy import ClassBalancedCrossEntropy
+
+__all__ = ["ClassBalancedCrossEntropy"]

@@ -1,0 +1,247 @@
+"""Class-balanced softmax cross-entropy (DESIGN 2.1): the public function, the torch reference,
+and the custom-op registration of the fused kernels (C++ CPU/CUDA through TORCH_LIBRARY,
+Triton as a Python custom op). The kernels compute the gradient in the forward pass."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from pycmlt import _extension
+from pycmlt.ops import _backend
+from pycmlt.ops._checks import (
+    check_finite_scalar,
+    check_same_device,
+    check_targets_in_range,
+    check_tensor,
+    class_counts_tensor,
+    reduction_code,
+)
+from pycmlt.ops._registration import scale_saved_grad
+from pycmlt.ops.class_balance import class_balanced_weights, ldam_margins, logit_adjustment
+
+OP_NAME = "class_balanced_cross_entropy"
+
+
+def class_balanced_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    class_counts=None,
+    beta: float | None = None,
+    weight: torch.Tensor | None = None,
+    focal_gamma: float = 0.0,
+    ldam_max_margin: float = 0.0,
+    ldam_scale: float = 1.0,
+    logit_adjust_tau: float = 0.0,
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Long-tail softmax cross-entropy; with no counts and no extras it equals F.cross_entropy.
+
+    logits [N, C] (or [C], or [N, C, d1, ...]), target [N] class indices (ignore_index skipped).
+    class_counts [C] (training counts) enables: class-balanced weights with `beta` in [0, 1),
+    LDAM margins with `ldam_max_margin` > 0, logit adjustment with `logit_adjust_tau` != 0.
+    An explicit `weight` [C] overrides the class-balanced weights. `focal_gamma` > 0 gives the focal
+    loss (not combinable with label smoothing). `ldam_scale` multiplies the adjusted logits.
+    """
+    check_tensor("logits", logits, floating=True)
+    num_classes = logits.shape[1] if logits.dim() >= 2 else (logits.shape[0] if logits.dim() == 1 else 0)
+    if logits.dim() == 0:
+        raise ValueError("logits must have shape [N, C], [C] or [N, C, d1, ...], got a scalar")
+    needs_counts = {"beta": beta is not None, "ldam_max_margin": ldam_max_margin != 0.0,
+                    "logit_adjust_tau": logit_adjust_tau != 0.0}
+    counts = None
+    if class_counts is not None:
+        if isinstance(class_counts, torch.Tensor) and class_counts.device != logits.device \
+                and class_counts.device.type != "cpu":
+            raise ValueError(f"class_counts is on {class_counts.device} but logits is on {logits.device}")
+        counts = class_counts_tensor(class_counts, num_classes)
+    else:
+        missing = [name for name, used in needs_counts.items() if used]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} need class_counts (the training count of each class)")
+    if weight is not None:
+        check_tensor("weight", weight, floating=True)
+        check_same_device("logits", logits, weight=weight)
+        if weight.shape != (num_classes,):
+            raise ValueError(f"weight must have shape [{num_classes}] (one weight per class), got {tuple(weight.shape)}")
+        class_weight = weight
+    elif beta is not None:
+        class_weight = class_balanced_weights(counts, beta)
+    else:
+        class_weight = None
+    margins = ldam_margins(counts, ldam_max_margin) if ldam_max_margin != 0.0 else None
+    bias = logit_adjustment(counts, logit_adjust_tau) if logit_adjust_tau != 0.0 else None
+    return cross_entropy_with_class_tensors(
+        logits, target, class_weight=class_weight, margins=margins, logit_bias=bias,
+        scale=ldam_scale, focal_gamma=focal_gamma, label_smoothing=label_smoothing,
+        ignore_index=ignore_index, reduction=reduction, backend=backend)
+
+
+def cross_entropy_with_class_tensors(
+    logits, target, *, class_weight=None, margins=None, logit_bias=None, scale=1.0, focal_gamma=0.0,
+    label_smoothing=0.0, ignore_index=-100, reduction="mean", backend="auto",
+) -> torch.Tensor:
+    """The op with its per-class tensors already derived (what nn modules call with cached buffers)."""
+    check_tensor("logits", logits, floating=True)
+    check_tensor("target", target, integer=True)
+    check_same_device("logits", logits, target=target)
+    code = reduction_code(reduction)
+    scale = check_finite_scalar("ldam_scale", scale, low=0.0, low_open=True)
+    focal_gamma = check_finite_scalar("focal_gamma", focal_gamma, low=0.0)
+    label_smoothing = check_finite_scalar("label_smoothing", label_smoothing, low=0.0, high=1.0)
+    if focal_gamma > 0 and label_smoothing > 0:
+        raise ValueError("focal_gamma > 0 cannot be combined with label_smoothing > 0 (DESIGN 2.1)")
+    if not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+
+    logits2d, target1d, out_shape = _as_rows(logits, target)
+    num_classes = logits2d.shape[1]
+    per_class = {}
+    for name, value in (("class_weight", class_weight), ("margins", margins), ("logit_bias", logit_bias)):
+        if value is not None:
+            check_same_device("logits", logits, **{name: value})
+            if value.shape != (num_classes,):
+                raise ValueError(f"{name} must have shape [{num_classes}], got {tuple(value.shape)}")
+            value = value.to(torch.float32).contiguous()
+        per_class[name] = value
+
+    chosen = _backend.resolve(backend, logits2d, OP_NAME)
+    if chosen != "cpu" and not torch.compiler.is_compiling() and _checks_enabled():
+        check_targets_in_range(target1d, num_classes, ignore_index)
+    if chosen == "torch":
+        loss = cross_entropy_reference(logits2d, target1d, **per_class, scale=scale, focal_gamma=focal_gamma,
+                                       label_smoothing=label_smoothing, ignore_index=ignore_index,
+                                       reduction=reduction)
+    else:
+        op = torch.ops.pycmlt.cb_cross_entropy_triton if chosen == "triton" else torch.ops.pycmlt.cb_cross_entropy
+        loss, _ = op(logits2d, target1d.to(torch.int64), per_class["class_weight"], per_class["margins"],
+                     per_class["logit_bias"], scale, focal_gamma, label_smoothing, ignore_index, code,
+                     logits2d.requires_grad and torch.is_grad_enabled())
+    loss = loss.to(logits.dtype)
+    return loss.reshape(out_shape) if code == 0 else loss
+
+
+def cross_entropy_reference(logits, target, class_weight=None, margins=None, logit_bias=None, *, scale=1.0,
+                            focal_gamma=0.0, label_smoothing=0.0, ignore_index=-100, reduction="mean",
+                            upcast=True):
+    """Readable PyTorch reference on [N, C] logits, autograd for the gradient.
+
+    upcast=True (the `torch` backend) computes in fp32; upcast=False keeps the input dtype, which
+    is what plain PyTorch does with fp16/bf16 and what the tests use as the low-precision baseline.
+    """
+    z = logits.float() if upcast else logits
+    if not upcast:
+        class_weight, margins, logit_bias = (None if t is None else t.to(z.dtype)
+                                             for t in (class_weight, margins, logit_bias))
+    keep = target != ignore_index
+    safe = torch.where(keep, target, 0)
+    if logit_bias is not None:
+        z = z + logit_bias
+    if margins is not None:
+        z = z - F.one_hot(safe, z.shape[1]) * (margins[safe] * keep)[:, None]
+    z = z * scale
+    if focal_gamma == 0:
+        return F.cross_entropy(z, target, weight=class_weight, ignore_index=ignore_index,
+                               label_smoothing=label_smoothing, reduction=reduction)
+    log_p_y = z.log_softmax(dim=1).gather(1, safe[:, None]).squeeze(1)
+    one_minus_p = (-torch.expm1(log_p_y)).clamp_min(torch.finfo(z.dtype).tiny)
+    w_y = class_weight[safe] if class_weight is not None else torch.ones_like(log_p_y)
+    w_y = torch.where(keep, w_y, 0.0)
+    loss = w_y * one_minus_p.pow(focal_gamma) * -log_p_y
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.sum() / w_y.sum()
+
+
+def _as_rows(logits, target):
+    """[N, C] logits and [N] targets from the shapes F.cross_entropy accepts; the 'none' output shape."""
+    if logits.dim() == 1:
+        if target.dim() != 0:
+            raise ValueError(f"target must be a scalar index for 1-D logits [C], got shape {tuple(target.shape)}")
+        return logits.unsqueeze(0), target.reshape(1), ()
+    expected = (logits.shape[0],) + tuple(logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(f"target must have shape {list(expected)} for logits of shape {list(logits.shape)}, "
+                         f"got {list(target.shape)}")
+    if logits.dim() == 2:
+        return logits, target, expected
+    c = logits.shape[1]
+    return logits.movedim(1, -1).reshape(-1, c), target.reshape(-1), expected
+
+
+_target_checks = True
+
+
+def _checks_enabled() -> bool:
+    return _target_checks
+
+
+def set_target_checks(enabled: bool) -> None:
+    """Turn the host-synchronising target range check of the GPU backends on (default) or off.
+
+    Off, an out-of-range target gives a NaN loss instead of an exception (never a memory error).
+    """
+    global _target_checks
+    _target_checks = bool(enabled)
+
+
+# ----------------------------------------------------------------------------- custom-op plumbing
+
+def _fake(logits, target, class_weight, margins, logit_bias, scale, focal_gamma, label_smoothing,
+          ignore_index, reduction, compute_grad):
+    n, c = logits.shape
+    loss = logits.new_empty((n,) if reduction == 0 else (), dtype=torch.float32)
+    grad = logits.new_empty((n, c) if compute_grad else (0,))
+    return loss, grad
+
+
+def _setup_context(ctx, inputs, output):
+    # The saved gradient is an output too; it is not differentiable, and no zeros are materialised for it.
+    ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(output[1])
+
+
+def _backward(ctx, grad_loss, _grad_of_grad):
+    (grad,) = ctx.saved_tensors
+    return (scale_saved_grad(grad, grad_loss),) + (None,) * 10
+
+
+@torch.library.custom_op("pycmlt::cb_cross_entropy_triton", mutates_args=())
+def _cb_cross_entropy_triton(
+    logits: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor | None, margins: torch.Tensor | None,
+    logit_bias: torch.Tensor | None, scale: float, focal_gamma: float, label_smoothing: float, ignore_index: int,
+    reduction: int, compute_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    from pycmlt.kernels.cross_entropy import cb_cross_entropy_rows
+
+    counted = target != ignore_index
+    safe = torch.where(counted & (target >= 0) & (target < logits.shape[1]), target, 0)
+    if class_weight is not None:
+        w_y = torch.where(counted, class_weight[safe], 0.0)
+        w_total = class_weight.sum()
+    else:
+        w_y = counted.to(torch.float32)
+        w_total = torch.tensor(float(logits.shape[1]), device=logits.device)
+    denom = w_y.sum()
+    grad_scale = 1.0 / denom if reduction == 1 else torch.ones((), device=logits.device)
+    aux = torch.stack([grad_scale.to(torch.float32), w_total.to(torch.float32)])
+    loss_rows, grad = cb_cross_entropy_rows(logits, target, class_weight, margins, logit_bias, aux, scale,
+                                            focal_gamma, label_smoothing, ignore_index, compute_grad)
+    if reduction == 0:
+        return loss_rows, grad
+    total = loss_rows.sum()
+    return (total / denom if reduction == 1 else total), grad
+
+
+def _register(qualname: str) -> None:
+    torch.library.register_fake(qualname)(_fake)
+    torch.library.register_autograd(qualname, _backward, setup_context=_setup_context)
+
+
+_register("pycmlt::cb_cross_entropy_triton")
+if _extension.native_available():
+    _register("pycmlt::cb_cross_entropy")

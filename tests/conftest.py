@@ -1,0 +1,22 @@
+"""Test set-up: Triton runs in its CPU interpreter when there is no GPU; shared parametrisations."""
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+from pycmlt.ops import available_backends  # noqa: E402
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def fast_backend_params():
+    """(device, backend) pairs of every non-reference backend that can run here."""
+    return [pytest.param(d, b, id=f"{d}-{b}") for d in DEVICES for b in available_backends(d) if b != "torch"]
+
+
+def all_backend_params():
+    return [pytest.param(d, b, id=f"{d}-{b}") for d in DEVICES for b in available_backends(d)]
