@@ -4,4 +4,13 @@ from pycmlt import nn, ops
 from pycmlt.ops import class_balanced_weights, ldam_margins
 
 __version__ = "0.1.0"
-__all__ = ["nn", "ops", "class_balanced_weights", "ldam_margins", "__version__"]
+__all__ = ["nn", "ops", "class_balanced_weights", "ldam_margins", "train", "TrainConfig", "__version__"]
+
+
+def __getattr__(name):
+    # The training stack (models, data, FAISS) is imported on first use, not with the loss ops.
+    if name in ("train", "TrainConfig", "TrainResult", "load_model"):
+        from pycmlt import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module 'pycmlt' has no attribute {name!r}")

@@ -7,6 +7,9 @@ import sys
 
 # sub-command name -> module (under pycmlt.cli) that defines add_parser(subparsers) and run(args)
 COMMANDS = {
+    "train": "train",
+    "eval": "evaluate",
+    "compare": "compare",
     "demo": "demo",
 }
 

@@ -1,0 +1,35 @@
+"""`pycmlt eval RUN`: re-evaluate a trained run (or another split/dataset) from its model.pt."""
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub, name):
+    p = sub.add_parser(name, help="evaluate a trained run folder on its test split")
+    p.add_argument("run_dir", help="run folder (holds model.pt and config.json)")
+    p.add_argument("--data-root", default=None, help="override the dataset location")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args) -> int:
+    import torch
+
+    from pycmlt.data import build_dataset, collate
+    from pycmlt.training.config import TrainConfig
+    from pycmlt.training.loop import evaluate_model, load_model, resolve_device
+    from pycmlt.training.report import format_metrics_table
+
+    model, meta = load_model(args.run_dir, resolve_device(args.device))
+    config = TrainConfig.from_dict(meta["train_config"])
+    if args.data_root:
+        config = config.replace(data_root=args.data_root)
+    test_set = build_dataset(config.dataset, "test", root=config.data_root, image_size=config.image_size,
+                             seed=config.seed, skip_bad=config.skip_bad, **config.data_options)
+    counts = torch.as_tensor(meta["class_counts"], dtype=torch.float32)
+    metrics = evaluate_model(model, config, test_set, counts, meta["vocab"], meta["multi_label"],
+                             next(model.parameters()).device, collate)
+    print(json.dumps(metrics, indent=2) if args.json else format_metrics_table({config.method: metrics}))
+    return 0

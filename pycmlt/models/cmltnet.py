@@ -1,0 +1,109 @@
+"""CMLTNet (DESIGN 1): a visual encoder, a text encoder over descriptional words, cross-modal
+alignment (CMA), cross-modal inference into the word space (CMI), fusion and a classifier.
+Words are privileged information: only training uses them; inference needs images alone.
+With CMA, CMI and fusion all off, the model is the plain image baseline."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from pycmlt.models.backbones import build_backbone
+from pycmlt.models.heads import Fusion, build_classifier
+from pycmlt.models.text_encoder import WordEncoder
+
+
+@dataclass
+class CMLTNetConfig:
+    num_classes: int
+    vocab_size: int = 0
+    backbone: str = "resnet32"
+    backbone_weights: str | None = None
+    word_dim: int = 128          # e: word-embedding / semantic-space dimension
+    text_hidden: int = 256       # h_t dimension
+    shared_dim: int = 128        # CMA projection dimension
+    text_pooling: str = "mean"   # "mean" | "attention"
+    use_align: bool = True       # CMA
+    use_infer: bool = True       # CMI
+    use_fuse: bool = True        # fuse psi(s) into the classifier input
+    fusion: str = "concat"       # "concat" | "gated"
+    classifier: str = "linear"   # "linear" | "cosine"
+    cosine_scale: float = 1.0
+
+    def __post_init__(self):
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+        if (self.use_align or self.use_infer) and self.vocab_size < 1:
+            raise ValueError("use_align / use_infer need a vocabulary (vocab_size >= 1)")
+        if self.use_fuse and not self.use_infer:
+            raise ValueError("use_fuse needs use_infer: fusion consumes the inferred semantic vector s")
+
+
+@dataclass
+class CMLTNetOutput:
+    logits: torch.Tensor                      # [B, C]
+    features: torch.Tensor                    # classifier input f [B, F]
+    h_v: torch.Tensor                         # visual features [B, Fv]
+    s: torch.Tensor | None = None             # inferred semantic vector (CMI) [B, e]
+    z_v: torch.Tensor | None = None           # CMA image projection [B, shared]
+    z_t: torch.Tensor | None = None           # CMA text projection [B, shared] (rows with words only used)
+    pooled_words: torch.Tensor | None = None  # pooled word embedding [B, e]
+    has_words: torch.Tensor | None = None     # [B] bool
+    extras: dict = field(default_factory=dict)
+
+
+class CMLTNet(nn.Module):
+    def __init__(self, config: CMLTNetConfig, *, word_vectors: torch.Tensor | None = None):
+        super().__init__()
+        self.config = config
+        self.visual = build_backbone(config.backbone, weights=config.backbone_weights)
+        fv = self.visual.out_features
+        self.words = None
+        if config.use_align or config.use_infer:
+            self.words = WordEncoder(config.vocab_size, config.word_dim, config.text_hidden,
+                                     pooling=config.text_pooling, init_vectors=word_vectors)
+        if config.use_align:
+            self.project_visual = nn.Linear(fv, config.shared_dim)
+            self.project_text = nn.Linear(config.text_hidden, config.shared_dim)
+        if config.use_infer:
+            self.phi = nn.Sequential(nn.Linear(fv, fv), nn.ReLU(inplace=True), nn.Linear(fv, config.word_dim))
+        self.fusion = Fusion(fv, config.word_dim, config.fusion) if config.use_fuse else None
+        in_features = self.fusion.out_features if self.fusion is not None else fv
+        self.classifier = build_classifier(config.classifier, in_features, config.num_classes, config.cosine_scale)
+
+    @property
+    def word_table(self) -> torch.Tensor:
+        """The word-embedding table E [|V|, e] that the semantic space lives in."""
+        if self.words is None:
+            raise RuntimeError("this model has no word space (use_align and use_infer are off)")
+        return self.words.table
+
+    def semantic(self, images: torch.Tensor) -> torch.Tensor:
+        """s = phi(f_v(x)): the image mapped into the word space (needs use_infer)."""
+        if not self.config.use_infer:
+            raise RuntimeError("this model has no cross-modal inference module (use_infer=False)")
+        return self.phi(self.visual(images))
+
+    def classify(self, h_v: torch.Tensor, s: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.fusion(h_v, s) if self.fusion is not None else h_v
+        return self.classifier(features), features
+
+    def forward(self, images: torch.Tensor, word_ids: torch.Tensor | None = None,
+                word_mask: torch.Tensor | None = None) -> CMLTNetOutput:
+        h_v = self.visual(images)
+        s = self.phi(h_v) if self.config.use_infer else None
+        logits, features = self.classify(h_v, s)
+        out = CMLTNetOutput(logits=logits, features=features, h_v=h_v, s=s)
+        if word_ids is not None and self.words is not None:
+            if word_mask is None:
+                word_mask = word_ids >= 0
+            out.pooled_words, h_t = self.words(word_ids, word_mask)
+            out.has_words = word_mask.any(dim=1)
+            if self.config.use_align:
+                out.z_v = self.project_visual(h_v)
+                out.z_t = self.project_text(h_t)
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self.config)

@@ -1,0 +1,50 @@
+"""Evaluation of a trained model on a test split: images only (words are privileged information),
+long-tail accuracy or multi-label metrics (DESIGN 3), and, for CMLTNet with cross-modal inference,
+recall@k / mAP of the words inferred from the image against the image's held-out words."""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from pycmlt.eval.longtail import longtail_accuracy, multilabel_metrics
+from pycmlt.models import CMLTNet
+
+
+@torch.no_grad()
+def predict(model: CMLTNet, dataset, *, batch_size: int, device: torch.device, collate, progress: bool = True,
+            need_semantic: bool = False, num_workers: int = 0):
+    """Logits [N, C], labels, semantic vectors s [N, e] (when asked) and the examples' words."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
+    logits, labels, semantic, words = [], [], [], []
+    for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+        images = batch.images.to(device)
+        out = model(images)  # no words: inference uses the image alone
+        logits.append(out.logits.float().cpu())
+        labels.append(batch.labels.cpu())
+        if need_semantic and out.s is not None:
+            semantic.append(out.s.float().cpu())
+        for ids, mask in zip(batch.word_ids, batch.word_mask):
+            words.append(ids[mask].tolist())
+    return (torch.cat(logits), torch.cat(labels), torch.cat(semantic) if semantic else None, words)
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, train_counts: torch.Tensor,
+                           multi_label: bool) -> dict:
+    if multi_label:
+        return {"kind": "multi-label", **multilabel_metrics(logits, labels)}
+    acc = longtail_accuracy(logits.argmax(1), labels, train_counts)
+    return {"kind": "single-label", **acc.to_dict()}
+
+
+def word_inference_metrics(model: CMLTNet, semantic: torch.Tensor, true_words: list[list[int]], vocab: list[str],
+                           ks=(1, 5, 10)) -> dict:
+    """Recall@k and mAP of the nearest words of s in the learned word space (FAISS index)."""
+    from pycmlt.eval.word_metrics import word_retrieval_metrics
+    from pycmlt.index import WordIndex
+
+    index = WordIndex(vocab, model.word_table.detach().float().cpu())
+    k = min(max(ks), len(vocab))
+    _, ids = index.search(semantic, k)
+    return word_retrieval_metrics(ids, true_words, ks=[x for x in ks if x <= k])

@@ -1,0 +1,295 @@
+"""pycmlt.train(config): trains and evaluates one method on one dataset, checkpointing every epoch
+(atomically) so that a killed run resumes where it stopped and ends with the same metrics."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+import pycmlt
+from pycmlt.models import CMLTNet, CMLTNetConfig, tau_normalize_
+from pycmlt.models.heads import build_classifier
+from pycmlt.training import checkpoint as ckpt
+from pycmlt.training import distributed as dist_utils
+from pycmlt.training.augment import crop_and_flip
+from pycmlt.training.config import TrainConfig
+from pycmlt.training.evaluate import classification_metrics, predict, word_inference_metrics
+from pycmlt.training.methods import cosine_lr, evaluation_logits, model_config
+from pycmlt.training.objective import CMLTNetObjective
+from pycmlt.training.report import format_metrics_table, write_metrics
+from pycmlt.training.sampling import EpochSampler, epoch_generator
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def model_path(self) -> Path:
+        return self.out_dir / MODEL
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
+    """Trains `config.method` on `config.dataset` and evaluates it; see TrainConfig for the options."""
+    from pycmlt.data import build_dataset, collate
+
+    ctx = dist_utils.init_from_env(config.device)
+    device = ctx.device if ctx.enabled else resolve_device(config.device)
+    out_dir = Path(config.out_dir)
+    checkpoint_path = out_dir / CHECKPOINT
+    if ctx.is_main:
+        if checkpoint_path.exists() and not resume:
+            raise FileExistsError(f"{out_dir} already holds a run (checkpoint.pt); pass resume=True (--resume) "
+                                  "to continue it, or choose another out_dir")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        config.save(out_dir / "config.json")
+    ctx.barrier()
+
+    seed_everything(config.seed)
+    data_kwargs = dict(root=config.data_root, image_size=config.image_size, seed=config.seed,
+                       skip_bad=config.skip_bad, **config.data_options)
+    train_set = build_dataset(config.dataset, "train", **data_kwargs)
+    test_set = build_dataset(config.dataset, "test", **data_kwargs)
+    class_counts = torch.as_tensor(train_set.class_counts, dtype=torch.float32)
+    vocab = list(train_set.vocab)
+    multi_label = bool(train_set.multi_label)
+
+    with pycmlt.ops.use_backend(config.backend):
+        if config.method in ("crt", "tau-norm"):
+            model, history = _second_stage(config, train_set, class_counts, multi_label, device, ctx, collate,
+                                           checkpoint_path, resume)
+        else:
+            model, history = _first_stage(config, train_set, class_counts, vocab, multi_label, device, ctx, collate,
+                                          checkpoint_path, resume)
+        metrics = {}
+        if ctx.is_main:
+            raw = model.module if hasattr(model, "module") else model
+            metrics = evaluate_model(raw, config, test_set, class_counts, vocab, multi_label, device, collate)
+            metrics["data_report"] = {"train": _data_report(train_set), "test": _data_report(test_set)}
+            save_model(raw, out_dir / MODEL, config, train_set)
+            write_metrics(out_dir, config, metrics, train_set.classes, class_counts)
+            if config.progress:
+                print(format_metrics_table({config.method: metrics}))
+    ctx.barrier()
+    ctx.shutdown()
+    return TrainResult(out_dir, metrics, history)
+
+
+# ----------------------------------------------------------------------------------------- stage one
+
+def _word_counts(train_set, vocab_size: int) -> torch.Tensor:
+    counts = torch.zeros(vocab_size)
+    for ids in train_set.all_word_ids():
+        if len(ids):
+            counts.index_add_(0, torch.as_tensor(ids, dtype=torch.long), torch.ones(len(ids)))
+    return counts
+
+
+def _word_vectors(config: TrainConfig, vocab: list[str]) -> torch.Tensor | None:
+    if config.word_vectors == "none" or config.method != "cmltnet":
+        return None
+    from pycmlt.text import pretrained_word_vectors
+
+    vectors = torch.as_tensor(pretrained_word_vectors(vocab, source=config.word_vectors), dtype=torch.float32)
+    if vectors.shape[1] != config.word_dim:  # project to the configured width with a fixed random map
+        g = torch.Generator().manual_seed(config.seed)
+        vectors = vectors @ (torch.randn(vectors.shape[1], config.word_dim, generator=g) / vectors.shape[1] ** 0.5)
+    return vectors * (config.word_dim ** -0.5) / vectors.std().clamp_min(1e-6)
+
+
+def _first_stage(config, train_set, class_counts, vocab, multi_label, device, ctx, collate, checkpoint_path, resume):
+    mcfg = model_config(config, len(train_set.classes), len(vocab))
+    torch.manual_seed(config.seed)
+    model = CMLTNet(mcfg, word_vectors=_word_vectors(config, vocab)).to(device)
+    word_counts = _word_counts(train_set, len(vocab)) if mcfg.use_infer else None
+    objective = CMLTNetObjective(config, model, class_counts, word_counts, multi_label,
+                                 gather=ctx.enabled).to(device)
+    params = list(model.parameters()) + [p for p in objective.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                                nesterov=True)
+    start_epoch, history = 0, []
+    if resume and checkpoint_path.exists():
+        state = ckpt.load(checkpoint_path)
+        model.load_state_dict(state["model"])
+        objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+        ckpt.set_rng_state(state["rng"])
+        start_epoch, history = state["epoch"], state["history"]
+        if ctx.is_main and config.progress:
+            print(f"resuming {config.out_dir} after epoch {start_epoch}/{config.epochs}")
+    wrapped = ctx.wrap(model)
+    sampler = EpochSampler(_sampling_labels(train_set), seed=config.seed, class_balanced=config.class_balanced_sampling,
+                           rank=ctx.rank, world_size=ctx.world_size)
+    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+                        num_workers=config.num_workers, drop_last=len(sampler) > config.batch_size)
+    for epoch in range(start_epoch, config.epochs):
+        objective.update(epoch)
+        sampler.set_epoch(epoch)
+        log = _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, device, ctx)
+        history.append(log)
+        if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs and ctx.is_main:
+            log["eval"] = _quick_eval(model, config, train_set, class_counts, multi_label, device, collate)
+        if ctx.is_main:
+            ckpt.atomic_save({"format": ckpt.FORMAT, "epoch": epoch + 1, "model": model.state_dict(),
+                              "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
+                              "rng": ckpt.rng_state(), "history": history, "config": config.to_dict()},
+                             checkpoint_path)
+        ctx.barrier()
+    return wrapped, history
+
+
+def _sampling_labels(dataset) -> torch.Tensor:
+    labels = torch.as_tensor(dataset.labels)
+    return labels.argmax(1) if labels.dim() == 2 else labels  # multi-label: balance over a positive class
+
+
+def _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, device, ctx, set_mode=None) -> dict:
+    (set_mode or wrapped.train)()
+    gen = epoch_generator(config.seed, epoch, stream=1 + ctx.rank)
+    steps = len(loader)
+    totals, seen, start = {}, 0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (config.progress and ctx.is_main),
+               leave=False)
+    for step, batch in enumerate(bar):
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(config.lr, epoch + step / max(1, steps), config.epochs, config.warmup_epochs)
+        images = batch.images.to(device, non_blocking=True)
+        if config.augment:
+            images = crop_and_flip(images, gen)
+        labels = batch.labels.to(device)
+        word_ids, word_mask = batch.word_ids.to(device), batch.word_mask.to(device)
+        out = wrapped(images, word_ids, word_mask)
+        loss, parts = objective(out, labels, word_ids, word_mask, model)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = images.shape[0]
+        seen += n
+        for name, value in {"loss": loss, **parts}.items():
+            totals[name] = totals.get(name, 0.0) + float(value.detach()) * n
+        rate = seen * ctx.world_size / (time.perf_counter() - start)
+        bar.set_postfix(loss=f"{totals['loss'] / seen:.3f}", img_s=f"{rate:.0f}", lr=f"{optimizer.param_groups[0]['lr']:.3g}")
+    elapsed = time.perf_counter() - start
+    log = {"epoch": epoch + 1, **{k: v / max(1, seen) for k, v in totals.items()},
+           "images_per_s": seen * ctx.world_size / max(elapsed, 1e-9), "seconds": elapsed}
+    if ctx.is_main and config.progress:
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in log.items() if k not in ("epoch", "seconds", "images_per_s"))
+        print(f"epoch {epoch + 1}/{config.epochs}: {parts} ({log['images_per_s']:.0f} img/s)")
+    return log
+
+
+def _quick_eval(model, config, dataset, class_counts, multi_label, device, collate) -> dict:
+    logits, labels, _, _ = predict(model, dataset, batch_size=256, device=device, collate=collate, progress=False)
+    m = classification_metrics(evaluation_logits(config, logits, class_counts), labels, class_counts, multi_label)
+    return {k: m[k] for k in ("top1", "many", "medium", "few", "mAP") if k in m}
+
+
+# ----------------------------------------------------------------------------------------- stage two
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CMLTNet, dict]:
+    """A trained model and its metadata (classes, vocab, class counts, train config) from model.pt."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL
+    state = ckpt.load(path)
+    model = CMLTNet(CMLTNetConfig(**state["model_config"]))
+    model.load_state_dict(state["state_dict"])
+    return model.to(device).eval(), state
+
+
+def save_model(model: CMLTNet, path: Path, config: TrainConfig, train_set) -> None:
+    ckpt.atomic_save({"format": ckpt.FORMAT, "model_config": model.to_dict(), "state_dict": model.state_dict(),
+                      "classes": list(train_set.classes), "vocab": list(train_set.vocab),
+                      "class_counts": torch.as_tensor(train_set.class_counts).tolist(),
+                      "multi_label": bool(train_set.multi_label), "train_config": config.to_dict()}, path)
+
+
+def _second_stage(config, train_set, class_counts, multi_label, device, ctx, collate, checkpoint_path, resume):
+    """crt: re-train the classifier on frozen features with class-balanced sampling; tau-norm:
+    rescale the stage-one classifier's weight norms (Kang et al. 2020)."""
+    model, meta = load_model(config.stage1, device)
+    if meta["classes"] != list(train_set.classes):
+        raise ValueError(f"stage1 model {config.stage1} was trained on other classes than {config.dataset}")
+    if config.method == "tau-norm":
+        tau_normalize_(model.classifier, config.tau_norm)
+        return model, []
+    for p in model.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(config.seed)
+    mc = model.config
+    model.classifier = build_classifier(mc.classifier, model.classifier.weight.shape[1], mc.num_classes,
+                                        mc.cosine_scale).to(device)
+    crt = config.replace(epochs=config.crt_epochs, class_balanced_sampling=True, method="ce", warmup_epochs=0)
+    objective = CMLTNetObjective(crt, model, class_counts, None, multi_label, classification_only=True).to(device)
+    optimizer = torch.optim.SGD(model.classifier.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    sampler = EpochSampler(_sampling_labels(train_set), seed=config.seed, class_balanced=True)
+    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+                        num_workers=config.num_workers)
+    history = []
+
+    def frozen_backbone_mode():  # batch-norm statistics stay those of stage one
+        model.eval()
+        model.classifier.train()
+
+    for epoch in range(crt.epochs):
+        sampler.set_epoch(epoch)
+        history.append(_train_epoch(crt, model, model, objective, optimizer, loader, epoch, device,
+                                    dist_utils.SINGLE, set_mode=frozen_backbone_mode))
+    return model, history
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+
+def evaluate_model(model: CMLTNet, config: TrainConfig, test_set, class_counts, vocab, multi_label, device,
+                   collate) -> dict:
+    need_s = model.config.use_infer
+    logits, labels, semantic, words = predict(model, test_set, batch_size=max(256, config.batch_size),
+                                              device=device, collate=collate, progress=config.progress,
+                                              need_semantic=need_s, num_workers=config.num_workers)
+    logits = evaluation_logits(config, logits, class_counts)
+    metrics = classification_metrics(logits, labels, class_counts, multi_label)
+    if need_s and semantic is not None:
+        metrics["words"] = word_inference_metrics(model, semantic, words, vocab, ks=config.word_topk)
+    metrics["method"] = config.method
+    metrics["seed"] = config.seed
+    return metrics
+
+
+def _data_report(dataset) -> dict:
+    report = {"size": len(dataset)}
+    skipped = getattr(dataset, "skipped", None)
+    if skipped:
+        report["skipped_images"] = [str(p) for p in skipped]
+    return report
+
+
+def write_json(path: Path, payload) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)

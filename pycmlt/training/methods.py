@@ -1,0 +1,90 @@
+"""What each method means: which CMLTNet modules are on, which classification loss trains the
+classifier, and how logits are read at evaluation (DESIGN 1, 2.1; Kang et al. 2020 for crt and
+tau-norm; Menon et al. 2021 for post-hoc logit adjustment)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+import pycmlt
+from pycmlt.models import CMLTNetConfig
+from pycmlt.training.config import TrainConfig
+
+LOSS_METHODS = ("ce", "cb-focal", "ldam-drw", "balanced-softmax", "logit-adjust")
+MULTI_LABEL_LOSSES = ("ce", "cb-focal")
+
+
+def loss_method(config: TrainConfig) -> str:
+    """The classification-loss recipe of a run (cmltnet trains with cls_loss, default ce)."""
+    if config.method == "cmltnet":
+        return config.cls_loss or "ce"
+    if config.method in ("crt", "tau-norm"):
+        return "ce"
+    return config.method
+
+
+def drw_start(config: TrainConfig) -> int:
+    return config.drw_start_epoch if config.drw_start_epoch is not None else max(1, int(0.8 * config.epochs))
+
+
+def model_config(config: TrainConfig, num_classes: int, vocab_size: int) -> CMLTNetConfig:
+    cmlt = config.method == "cmltnet"
+    use_infer = cmlt and config.use_infer
+    classifier = config.classifier or ("cosine" if loss_method(config) == "ldam-drw" else "linear")
+    return CMLTNetConfig(
+        num_classes=num_classes, vocab_size=vocab_size if cmlt else 0, backbone=config.backbone,
+        backbone_weights=config.backbone_weights, word_dim=config.word_dim, text_pooling=config.text_pooling,
+        use_align=cmlt and config.use_align, use_infer=use_infer, use_fuse=use_infer and config.use_fuse,
+        fusion=config.fusion, classifier=classifier)
+
+
+class ClassificationLoss(nn.Module):
+    """The classification term L_cls with its schedule (deferred re-weighting for ldam-drw)."""
+
+    def __init__(self, config: TrainConfig, class_counts: torch.Tensor, multi_label: bool):
+        super().__init__()
+        self.recipe = loss_method(config)
+        self.multi_label = multi_label
+        counts = class_counts.clamp_min(1).float()
+        if multi_label:
+            if self.recipe not in MULTI_LABEL_LOSSES:
+                raise ValueError(f"method {self.recipe!r} is defined for single-label data only; "
+                                 f"multi-label data supports {MULTI_LABEL_LOSSES}")
+            kw = dict(beta=config.beta, focal_gamma=config.focal_gamma) if self.recipe == "cb-focal" else {}
+            self.criterion = pycmlt.nn.ClassBalancedBCE(counts, **kw)
+            return
+        kw = {}
+        if self.recipe == "cb-focal":
+            kw = dict(beta=config.beta, focal_gamma=config.focal_gamma)
+        elif self.recipe == "ldam-drw":
+            kw = dict(ldam_max_margin=config.ldam_max_margin, ldam_scale=config.ldam_scale,
+                      schedule=pycmlt.schedules.DeferredReweighting(counts, beta=config.beta,
+                                                                    start_epoch=drw_start(config)))
+        elif self.recipe == "balanced-softmax":
+            kw = dict(logit_adjust_tau=1.0)
+        self.criterion = pycmlt.nn.ClassBalancedCrossEntropy(counts, **kw)
+
+    def update(self, epoch: int) -> None:
+        if hasattr(self.criterion, "update"):
+            self.criterion.update(epoch)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.criterion(logits, labels)
+
+
+def evaluation_logits(config: TrainConfig, logits: torch.Tensor, class_counts: torch.Tensor) -> torch.Tensor:
+    """Logits as read at test time: post-hoc adjusted (logits - tau log prior) for logit-adjust."""
+    if config.method == "logit-adjust" or (config.method == "cmltnet" and config.cls_loss == "logit-adjust"):
+        prior = class_counts.clamp_min(1).float() / class_counts.clamp_min(1).sum()
+        return logits - config.logit_adjust_tau * torch.log(prior).to(logits.device)
+    return logits
+
+
+def cosine_lr(base_lr: float, epoch: float, epochs: int, warmup: int) -> float:
+    """Linear warm-up then cosine decay; `epoch` may be fractional (per-step schedule)."""
+    if warmup > 0 and epoch < warmup:
+        return base_lr * (epoch + 1e-3) / warmup
+    progress = (epoch - warmup) / max(1e-9, epochs - warmup)
+    return base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))

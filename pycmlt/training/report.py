@@ -1,0 +1,51 @@
+"""Run outputs people read: metrics.json, a markdown table (also printed), the per-class plot."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pycmlt.eval.plots import plot_per_class_accuracy
+
+COLUMNS = [("top1", "top-1"), ("mean_class_accuracy", "mean class acc"), ("many", "many"),
+           ("medium", "medium"), ("few", "few")]
+ML_COLUMNS = [("mAP", "mAP"), ("macro_f1", "macro F1"), ("micro_f1", "micro F1")]
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
+def format_metrics_table(results: dict[str, dict], stds: dict[str, dict] | None = None) -> str:
+    """Markdown table, one row per method (values in %); optional ± std per cell."""
+    first = next(iter(results.values()))
+    cols = ML_COLUMNS if first.get("kind") == "multi-label" else COLUMNS
+    word_ks = sorted({k for m in results.values() for k in m.get("words", {}).get("recall", {})}, key=int)
+    header = ["method"] + [name for _, name in cols] + [f"word R@{k}" for k in word_ks]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+    for method, m in results.items():
+        sd = (stds or {}).get(method, {})
+        cells = [method]
+        for key, _ in cols:
+            cell = _pct(m.get(key))
+            if key in sd and sd[key] is not None:
+                cell += f" ± {100 * sd[key]:.1f}"
+            cells.append(cell)
+        for k in word_ks:
+            cells.append(_pct(m.get("words", {}).get("recall", {}).get(k)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_metrics(out_dir: Path, config, metrics: dict, classes: list[str], class_counts) -> None:
+    out_dir = Path(out_dir)
+    tmp = out_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps({"method": config.method, "dataset": config.dataset, "seed": config.seed,
+                               "classes": list(classes), "train_counts": [int(c) for c in class_counts.tolist()],
+                               **metrics}, indent=2) + "\n")
+    os.replace(tmp, out_dir / "metrics.json")
+    (out_dir / "metrics.md").write_text(format_metrics_table({config.method: metrics}) + "\n")
+    if metrics.get("kind") == "single-label":
+        plot_per_class_accuracy({config.method: metrics["per_class"]}, class_counts.tolist(),
+                                out_dir / "per_class_accuracy.png",
+                                title=f"{config.method} on {config.dataset}: per-class accuracy vs. training frequency")

@@ -1,0 +1,95 @@
+"""CMLTNet and its parts: shapes, ablation switches, backbones, heads."""
+import pytest
+import torch
+
+from pycmlt.models import CMLTNet, CMLTNetConfig, CifarResNet, WordEncoder, build_backbone, tau_normalize_
+from pycmlt.models.heads import CosineClassifier, Fusion
+
+
+def test_cifar_resnet32_shape_and_depth():
+    net = CifarResNet(32)
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+    assert convs == 31  # 1 stem + 3 stages x 5 blocks x 2 convs; + the linear layer = 32 layers
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 64)
+    with pytest.raises(ValueError, match="6n\\+2"):
+        CifarResNet(33)
+
+
+def test_backbone_by_name_and_errors():
+    assert build_backbone("resnet20").out_features == 64
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_backbone("vgg")
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        build_backbone("resnet20", weights="/nonexistent/weights.pt")
+
+
+def test_backbone_local_weights_round_trip(tmp_path):
+    a = build_backbone("resnet20")
+    torch.save(a.state_dict(), tmp_path / "w.pt")
+    b = build_backbone("resnet20", weights=tmp_path / "w.pt")
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_word_encoder_pooling_ignores_padding():
+    enc = WordEncoder(10, 8, 16, pooling="mean")
+    ids = torch.tensor([[1, 2, -1], [3, -1, -1], [-1, -1, -1]])
+    mask = ids >= 0
+    pooled, h = enc(ids, mask)
+    torch.testing.assert_close(pooled[0], enc.table[[1, 2]].mean(0))
+    torch.testing.assert_close(pooled[1], enc.table[3])
+    assert torch.equal(pooled[2], torch.zeros(8)) and h.shape == (3, 16)
+    att = WordEncoder(10, 8, 16, pooling="attention")
+    pooled, _ = att(ids, mask)
+    assert torch.isfinite(pooled).all() and torch.equal(pooled[2], torch.zeros(8))
+
+
+def test_word_encoder_init_vectors():
+    vec = torch.randn(5, 4)
+    enc = WordEncoder(5, 4, 8, init_vectors=vec)
+    assert torch.equal(enc.table.detach(), vec)
+    with pytest.raises(ValueError, match=r"init_vectors must have shape \[5, 4\]"):
+        WordEncoder(5, 4, 8, init_vectors=torch.randn(5, 3))
+
+
+@pytest.mark.parametrize("align,infer,fuse", [(True, True, True), (False, True, True), (True, False, False),
+                                              (True, True, False), (False, False, False)])
+def test_cmltnet_switches(align, infer, fuse):
+    cfg = CMLTNetConfig(num_classes=7, vocab_size=20 if (align or infer) else 0, backbone="resnet20",
+                        use_align=align, use_infer=infer, use_fuse=fuse, word_dim=16, text_hidden=24, shared_dim=12)
+    model = CMLTNet(cfg)
+    images = torch.randn(4, 3, 32, 32)
+    ids = torch.tensor([[1, 2], [3, -1], [-1, -1], [5, 19]])
+    out = model(images, ids)
+    assert out.logits.shape == (4, 7)
+    assert (out.s is not None) == infer
+    assert (out.z_v is not None) == align and (out.z_t is not None) == align
+    assert out.features.shape[1] == (128 if fuse else 64)
+    if align or infer:
+        assert out.has_words.tolist() == [True, True, False, True]
+    # inference needs the image alone
+    assert model(images).logits.shape == (4, 7)
+
+
+def test_cmltnet_config_errors():
+    with pytest.raises(ValueError, match="use_fuse needs use_infer"):
+        CMLTNetConfig(num_classes=3, vocab_size=5, use_infer=False, use_fuse=True)
+    with pytest.raises(ValueError, match="need a vocabulary"):
+        CMLTNetConfig(num_classes=3, vocab_size=0)
+    model = CMLTNet(CMLTNetConfig(num_classes=3, backbone="resnet20", use_align=False, use_infer=False,
+                                  use_fuse=False))
+    with pytest.raises(RuntimeError, match="no word space"):
+        _ = model.word_table
+
+
+def test_heads():
+    cos = CosineClassifier(8, 3, scale=10.0)
+    logits = cos(torch.randn(5, 8))
+    assert logits.abs().max() <= 10.0 + 1e-5
+    lin = torch.nn.Linear(4, 3)
+    tau_normalize_(lin, 1.0)
+    torch.testing.assert_close(lin.weight.norm(dim=1), torch.ones(3))
+    assert torch.equal(lin.bias, torch.zeros(3))
+    for mode, width in (("concat", 16), ("gated", 8)):
+        f = Fusion(8, 5, mode)
+        assert f(torch.randn(2, 8), torch.randn(2, 5)).shape == (2, width) and f.out_features == width
