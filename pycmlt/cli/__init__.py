@@ -8,6 +8,7 @@ import sys
 # sub-command name -> module (under pycmlt.cli) that defines add_parser(subparsers) and run(args)
 COMMANDS = {
     "demo": "demo",
+    "data": "data",
 }
 
 

@@ -45,7 +45,7 @@ from pycmlt.data.transforms import image_mean_std
 from pycmlt.data.vocab import Vocabulary
 from pycmlt.data.words import WordTable, tokenize
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SPLIT_CODES = {"train": 0, "test": 1}
 
 

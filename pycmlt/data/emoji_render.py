@@ -4,12 +4,12 @@ NotoColorEmoji.ttf is a CBDT bitmap font with a single strike: it is loaded at s
 with `embedded_color=True`, giving a colour glyph of about 136 x 128 pixels. A rendering of an
 emoji at resolution S:
 1. the glyph is cropped to its visible (alpha > 0) box;
-2. rotated by theta ~ U(-max_rotation, +max_rotation) degrees (bicubic);
-3. scaled so that its longer (unrotated) side is s * F, s ~ U(scale), on an F x F canvas
+2. scaled so that its longer side is s * F, s ~ U(scale), for an F x F canvas
    (F = clamp(4 S, S, 256): drawn at up to 4x and then downsampled, for clean anti-aliasing);
+3. rotated by theta ~ U(-max_rotation, +max_rotation) degrees (steps 2-3 bilinear, premultiplied alpha);
 4. placed with its centre at the canvas centre shifted by (dx, dy) * F, dx, dy ~ U(-max_shift, max_shift),
    over a solid background colour drawn uniformly from RGB (background="random") or white;
-5. the canvas is resized to S x S (Lanczos).
+5. the canvas is reduced to S x S (box filter when F is a multiple of S, else Lanczos).
 All draws come from the numpy Generator passed in, so a rendering is a pure function of
 (glyph, S, generator state).
 """
@@ -86,14 +86,16 @@ class EmojiRenderer:
         bg = tuple(int(v) for v in rng.integers(0, 256, size=3)) if aug.background == "random" else (255, 255, 255)
         w, h = glyph.size
         factor = s * f / max(w, h)
-        g = glyph
+        # premultiplied alpha while resampling, so transparent (black) pixels do not darken the edges
+        g = glyph.convert("RGBa").resize((max(1, round(w * factor)), max(1, round(h * factor))),
+                                         Image.Resampling.BILINEAR)
         if theta != 0.0:
-            g = g.rotate(theta, resample=Image.Resampling.BICUBIC, expand=True)
-        g = g.resize((max(1, round(g.width * factor)), max(1, round(g.height * factor))), Image.Resampling.LANCZOS)
+            g = g.rotate(theta, resample=Image.Resampling.BILINEAR, expand=True)
+        g = g.convert("RGBA")
         canvas = Image.new("RGB", (f, f), bg)
         x = round((f - g.width) / 2 + dx * f)
         y = round((f - g.height) / 2 + dy * f)
         canvas.paste(g, (x, y), g)
         if f != size:
-            canvas = canvas.resize((size, size), Image.Resampling.LANCZOS)
+            canvas = canvas.reduce(f // size) if f % size == 0 else canvas.resize((size, size), Image.Resampling.LANCZOS)
         return np.asarray(canvas, dtype=np.uint8)
