@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the three Debian packages that emoji-lt is built from are installed:
 #   fonts-noto-color-emoji (NotoColorEmoji.ttf), unicode-data (emoji-test.txt),
-#   unicode-cldr-core (CLDR English annotations).
+#   unicode-cldr-core (CLDR English annotations),
+# plus libfribidi0, which Pillow's bundled raqm text layout loads at run time (emoji ZWJ sequences).
 # Checks the files; installs what is missing with apt-get (as root, or through sudo -n), printing what
 # it does. Exit status 0 when the files are present at the end, 1 otherwise.
 #   --check   only report, install nothing
@@ -23,9 +24,14 @@ done
 if [ -f "${FILE_OF[unicode-cldr-core]}" ] && [ ! -f /usr/share/unicode/cldr/common/annotationsDerived/en.xml ]; then
   missing+=(unicode-cldr-core)
 fi
+have_fribidi() {
+  { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libfribidi\.so\.0' && return 0
+  ls /usr/lib/*/libfribidi.so.0 /usr/lib/libfribidi.so.0 >/dev/null 2>&1
+}
+have_fribidi || missing+=(libfribidi0)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "emoji-lt sources: fonts-noto-color-emoji, unicode-data, unicode-cldr-core are installed"
+  echo "emoji-lt sources: fonts-noto-color-emoji, unicode-data, unicode-cldr-core, libfribidi0 are installed"
   exit 0
 fi
 
@@ -61,7 +67,9 @@ if ! "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; th
 fi
 
 for pkg in "${missing[@]}"; do
-  if [ ! -f "${FILE_OF[$pkg]}" ]; then
+  if [ "$pkg" = libfribidi0 ]; then
+    have_fribidi || { echo "installed libfribidi0 but libfribidi.so.0 is still not found" >&2; exit 1; }
+  elif [ ! -f "${FILE_OF[$pkg]}" ]; then
     echo "installed $pkg but ${FILE_OF[$pkg]} is still missing" >&2
     exit 1
   fi

@@ -166,3 +166,28 @@ def test_registry():
         build_dataset("emoji-lt", "val")
     ds = build_dataset({"name": "synthetic", "num_classes": 5, "n_max": 20, "imbalance_ratio": 4}, "val")
     assert ds.split == "val" and len(ds.classes) == 5 and ds.class_counts.tolist() == [20, 14, 10, 7, 5]
+
+
+def test_load_image_resize_modes_and_exif_orientation(tmp_path):
+    from PIL import Image
+
+    from pycmlt.data import ImageLoadError, load_image
+    arr = np.zeros((10, 30, 3), dtype=np.uint8)   # 30 wide, 10 high: red | green | blue thirds
+    arr[:, :10, 0] = 255
+    arr[:, 10:20, 1] = 255
+    arr[:, 20:, 2] = 255
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    crop = load_image(tmp_path / "a.png", 10, "crop")          # the centre square: green
+    assert crop.shape == (3, 10, 10) and crop[1].float().mean() > 240 and crop[0].float().mean() < 15
+    squash = load_image(tmp_path / "a.png", 6, "squash")       # all three thirds, left to right
+    assert squash[0, :, 0].float().mean() > 200 and squash[2, :, -1].float().mean() > 200
+    im = Image.fromarray(arr)
+    exif = im.getexif()
+    exif[0x0112] = 6                                           # "rotate 90 CW to display"
+    im.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    rot = load_image(tmp_path / "r.jpg", 6, "squash")          # red third now on top
+    assert rot[0, 0, :].float().mean() > 180 and rot[2, -1, :].float().mean() > 180
+    with pytest.raises(ValueError, match="resize must be one of"):
+        load_image(tmp_path / "a.png", 6, "stretch")
+    with pytest.raises(ImageLoadError, match="missing.png: no such file"):
+        load_image(tmp_path / "missing.png", 6)

@@ -142,7 +142,7 @@ class LTDataset(Dataset):
                 raise
             self.bad_images.add(e.path, e.reason)
             return BadSample(index=i, path=e.path, reason=e.reason)
-        return Sample(image=self.transform(raw), label=self.label(i), word_ids=self.word_ids(i), index=i)
+        return Sample(image=self.transform(raw), label=self.label(i), word_ids=self.word_ids(i).clone(), index=i)
 
     def summary(self) -> dict:
         from pycmlt.data.stats import summarize

@@ -54,16 +54,18 @@ class EmojiRenderer:
         except OSError as e:
             raise OSError(f"cannot load the emoji font {font_path} at size {FONT_SIZE}: {e}") from e
         self.font_path = str(font_path)
-        self.raqm = bool(features.check("raqm"))
+        self.raqm = self.font.layout_engine == ImageFont.Layout.RAQM
+        if not self.raqm:  # the basic layout cannot join ZWJ sequences (families, professions, flags ...)
+            raise RuntimeError(
+                "emoji-lt needs Pillow's raqm text layout to render emoji sequences, and it is unavailable here "
+                f"(raqm: {features.check('raqm')}, fribidi: {features.check('fribidi')}). Pillow's wheels bundle "
+                "libraqm but load the FriBiDi library from the system: sudo apt-get install -y libfribidi0")
         self._advance = self.font.getlength("\U0001F600")  # one glyph's advance width
 
     def glyph(self, text: str) -> Image.Image:
         """RGBA image of one emoji, cropped to its visible pixels."""
         if self.font.getlength(text) > 1.5 * self._advance:
-            raise RuntimeError(
-                f"the emoji sequence {text!r} did not render as one glyph"
-                + ("" if self.raqm else ": this Pillow has no libraqm text layout, which ZWJ emoji sequences "
-                   "need (install a Pillow wheel from PyPI, which bundles it)"))
+            raise RuntimeError(f"the emoji sequence {text!r} did not render as one glyph with {self.font_path}")
         box = self.font.getbbox(text)
         im = Image.new("RGBA", (box[2] + 4, box[3] + 4), (0, 0, 0, 0))
         ImageDraw.Draw(im).text((0, 0), text, font=self.font, embedded_color=True)

@@ -84,12 +84,18 @@ def find_emoji_sources(font: str | None = None, emoji_test: str | None = None,
 
 
 def emoji_sources_available() -> tuple[bool, str]:
-    """(True, "") when the default source files exist, else (False, the reason)."""
+    """(True, "") when the default source files exist and Pillow can lay out emoji sequences
+    (its raqm layout, which needs the system FriBiDi library), else (False, the reason)."""
     try:
-        find_emoji_sources()
-        return True, ""
+        sources = find_emoji_sources()
     except MissingEmojiSources as e:
         return False, str(e)
+    try:
+        from pycmlt.data.emoji_render import EmojiRenderer
+        EmojiRenderer(sources.font)
+    except (OSError, RuntimeError) as e:
+        return False, str(e)
+    return True, ""
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Iterable
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 RESIZE_MODES = ("crop", "squash")
 
@@ -41,7 +41,7 @@ def _resize(im: Image.Image, size: int, mode: str) -> Image.Image:
 
 
 def load_image(path: str | Path, size: int, resize: str = "crop") -> torch.Tensor:
-    """uint8 tensor [3, size, size] of the image at `path` (RGB).
+    """uint8 tensor [3, size, size] of the image at `path` (RGB, EXIF orientation applied).
 
     resize: "crop" scales the shorter side to `size` and takes the centre square; "squash" resizes
     to size x size ignoring the aspect ratio. Raises ImageLoadError for a missing or corrupt file.
@@ -54,6 +54,7 @@ def load_image(path: str | Path, size: int, resize: str = "crop") -> torch.Tenso
     try:
         with Image.open(path) as im:
             im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when much larger than needed
+            im = ImageOps.exif_transpose(im)  # camera photos: apply the EXIF orientation
             im = im.convert("RGB")
             im = _resize(im, size, resize)
             arr = np.asarray(im, dtype=np.uint8)
