@@ -65,3 +65,14 @@ def test_multi_label_variant_and_loader():
     b = next(iter(loader))
     assert b.labels.shape == (32, 8) and b.images.shape == (32, 3, 32, 32) and b.images.dtype == torch.float32
     assert b.word_mask.any(1).all()
+
+
+def test_datasets_pickle_for_spawned_workers():
+    import pickle
+    ds = build_dataset("synthetic", "test", num_classes=4, test_per_class=3)
+    ds.bad_images.add("/x.png", "broken")
+    back = pickle.loads(pickle.dumps(ds))
+    assert torch.equal(back[5].image, ds[5].image) and back.words(5) == ds.words(5)
+    assert back.vocab == ds.vocab and back.bad_images.paths == ["/x.png"]
+    back.bad_images.add("/y.png", "broken")
+    assert back.bad_images.count == 2

@@ -71,6 +71,13 @@ class BadImageLog:
         self._lock = threading.Lock()
         self._entries: dict[str, str] = {}
 
+    def __getstate__(self):  # picklable (DataLoader workers with the spawn start method): no lock
+        return {"entries": dict(self._entries)}
+
+    def __setstate__(self, state):
+        self._lock = threading.Lock()
+        self._entries = dict(state["entries"])
+
     def add(self, path: str, reason: str) -> None:
         with self._lock:
             self._entries.setdefault(str(path), reason)
