@@ -7,7 +7,7 @@ DEPS_STAMP := $(VENV)/.stamp-deps
 BUILD_STAMP := $(VENV)/.stamp-build
 NATIVE_SOURCES := $(shell find csrc -type f 2>/dev/null) CMakeLists.txt pyproject.toml
 
-.PHONY: demo test build bench clean
+.PHONY: demo test build bench clean emoji-packages
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(NATIVE_SOURCES)
 
 build: $(BUILD_STAMP)
 
+# The Debian packages emoji-lt is built from (installed with apt-get when missing; says what it does).
+emoji-packages:
+	scripts/ensure_emoji_packages.sh
+
 test: $(BUILD_STAMP)
+	@scripts/ensure_emoji_packages.sh || echo "warning: emoji-lt packages unavailable; the emoji-lt tests will be skipped"
 	$(PY) -m pytest tests -q
 
 demo: $(BUILD_STAMP)

@@ -11,6 +11,7 @@ COMMANDS = {
     "eval": "evaluate",
     "compare": "compare",
     "demo": "demo",
+    "data": "data",
 }
 
 
