@@ -8,8 +8,6 @@ from pycmlt.cli import build_parser
 from pycmlt.cli.config_args import config_from_args
 from pycmlt.training import TrainConfig
 from pycmlt.training import checkpoint as ckpt
-from pycmlt.training.augment import crop_and_flip
-from pycmlt.training.sampling import EpochSampler
 
 
 def test_config_round_trip_yaml_and_json(tmp_path):
@@ -38,30 +36,6 @@ def test_cli_flags_override_config_file(tmp_path):
     cfg = config_from_args(args)
     assert (cfg.method, cfg.epochs, cfg.use_align, cfg.use_infer, cfg.out_dir, cfg.word_topk) == \
         ("cmltnet", 2, False, True, "x", (1, 2))
-
-
-def test_sampler_depends_only_on_seed_and_epoch():
-    labels = torch.tensor([0] * 50 + [1] * 5 + [2])
-    a, b = EpochSampler(labels, seed=3), EpochSampler(labels, seed=3)
-    a.set_epoch(4)
-    b.set_epoch(4)
-    assert list(a) == list(b) and sorted(a) == list(range(56))
-    b.set_epoch(5)
-    assert list(a) != list(b)
-    balanced = EpochSampler(labels, seed=0, class_balanced=True)
-    picked = labels[list(balanced) * 1]
-    counts = torch.bincount(picked, minlength=3).float()
-    assert counts.min() > 8  # roughly a third each, not 50:5:1
-    shards = [list(EpochSampler(labels, seed=1, rank=r, world_size=3)) for r in range(3)]
-    assert sorted(sum(shards, [])) == sorted(list(range(56)) + [list(EpochSampler(labels, seed=1))[0]])
-
-
-def test_augmentation_is_reproducible_and_shape_preserving():
-    x = torch.rand(6, 3, 8, 8)
-    a = crop_and_flip(x, torch.Generator().manual_seed(7))
-    b = crop_and_flip(x, torch.Generator().manual_seed(7))
-    assert torch.equal(a, b) and a.shape == x.shape
-    assert torch.equal(crop_and_flip(x, torch.Generator(), padding=0, flip=False), x)
 
 
 def test_atomic_save_keeps_previous_checkpoint_on_failure(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ class TrainConfig:
     dataset: str = "emoji-lt"
     data_root: str | None = None          # folder of an on-disk dataset (nus-wide, vireo-food-172, manifest file)
     image_size: int = 32
+    data_seed: int = 0                    # seed of the dataset build/split (kept fixed across model seeds)
     data_options: dict = field(default_factory=dict)  # extra keyword arguments of the dataset builder
     skip_bad: bool = False                # skip (and count) unreadable images instead of failing
     class_balanced_sampling: bool = False

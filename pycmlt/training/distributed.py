@@ -24,12 +24,14 @@ class DistContext:
         if self.enabled:
             dist.barrier()
 
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, *, may_skip_parameters: bool = False) -> torch.nn.Module:
+        """DDP around the model; may_skip_parameters when a step can leave parameters unused
+        (CMLTNet's text modules get no gradient from a batch without words)."""
         if not self.enabled:
             return model
         ids = [self.device.index] if self.device.type == "cuda" else None
-        # Ablations and batches without words leave some parameters unused in a step.
-        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                         find_unused_parameters=may_skip_parameters)
 
     def shutdown(self) -> None:
         if self.enabled and dist.is_initialized():

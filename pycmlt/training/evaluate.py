@@ -19,14 +19,15 @@ def predict(model: CMLTNet, dataset, *, batch_size: int, device: torch.device, c
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
     logits, labels, semantic, words = [], [], [], []
     for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+        if len(batch) == 0:
+            continue
         images = batch.images.to(device)
         out = model(images)  # no words: inference uses the image alone
         logits.append(out.logits.float().cpu())
         labels.append(batch.labels.cpu())
         if need_semantic and out.s is not None:
             semantic.append(out.s.float().cpu())
-        for ids, mask in zip(batch.word_ids, batch.word_mask):
-            words.append(ids[mask].tolist())
+        words.extend(batch.word_lists())
     return (torch.cat(logits), torch.cat(labels), torch.cat(semantic) if semantic else None, words)
 
 

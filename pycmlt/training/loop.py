@@ -11,21 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 import pycmlt
+from pycmlt.data.transforms import augment_batch
 from pycmlt.models import CMLTNet, CMLTNetConfig, tau_normalize_
 from pycmlt.models.heads import build_classifier
 from pycmlt.training import checkpoint as ckpt
 from pycmlt.training import distributed as dist_utils
-from pycmlt.training.augment import crop_and_flip
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.evaluate import classification_metrics, predict, word_inference_metrics
 from pycmlt.training.methods import cosine_lr, evaluation_logits, model_config
 from pycmlt.training.objective import CMLTNetObjective
 from pycmlt.training.report import format_metrics_table, write_metrics
-from pycmlt.training.sampling import EpochSampler, epoch_generator
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -56,7 +55,7 @@ def seed_everything(seed: int) -> None:
 
 def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Trains `config.method` on `config.dataset` and evaluates it; see TrainConfig for the options."""
-    from pycmlt.data import build_dataset, collate
+    from pycmlt.data import collate
 
     ctx = dist_utils.init_from_env(config.device)
     device = ctx.device if ctx.enabled else resolve_device(config.device)
@@ -71,10 +70,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     ctx.barrier()
 
     seed_everything(config.seed)
-    data_kwargs = dict(root=config.data_root, image_size=config.image_size, seed=config.seed,
-                       skip_bad=config.skip_bad, **config.data_options)
-    train_set = build_dataset(config.dataset, "train", **data_kwargs)
-    test_set = build_dataset(config.dataset, "test", **data_kwargs)
+    train_set, test_set = load_datasets(config)
     class_counts = torch.as_tensor(train_set.class_counts, dtype=torch.float32)
     vocab = list(train_set.vocab)
     multi_label = bool(train_set.multi_label)
@@ -100,14 +96,34 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     return TrainResult(out_dir, metrics, history)
 
 
-# ----------------------------------------------------------------------------------------- stage one
+def load_datasets(config: TrainConfig, splits=("train", "test")):
+    """The run's datasets; the test split shares the training vocabulary. Augmentation is applied
+    batch-wise in the training loop (reproducible on resume), so the datasets' own is off."""
+    from pycmlt.data import build_dataset
 
-def _word_counts(train_set, vocab_size: int) -> torch.Tensor:
-    counts = torch.zeros(vocab_size)
-    for ids in train_set.all_word_ids():
-        if len(ids):
-            counts.index_add_(0, torch.as_tensor(ids, dtype=torch.long), torch.ones(len(ids)))
-    return counts
+    options = dict(image_size=config.image_size, seed=config.data_seed, augment=False, **config.data_options)
+    if config.data_root is not None:
+        options["root"] = config.data_root
+    if config.skip_bad:
+        options["skip_bad"] = True
+    train_set = build_dataset(config.dataset, "train", **options)
+    return (train_set, *(build_dataset(config.dataset, s, vocab=train_set.vocab, **options) for s in splits[1:]))
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """Random stream of one epoch, derived from (seed, epoch) only: a resumed run draws the same."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch * 7919 + stream) % (2**63))
+
+
+def _sampler(config: TrainConfig, train_set, ctx, class_balanced: bool):
+    if class_balanced:
+        from pycmlt.data import ClassBalancedSampler
+
+        return ClassBalancedSampler(train_set.targets, seed=config.seed, num_replicas=ctx.world_size, rank=ctx.rank)
+    return DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed)
+
+
+# ----------------------------------------------------------------------------------------- stage one
 
 
 def _word_vectors(config: TrainConfig, vocab: list[str]) -> torch.Tensor | None:
@@ -126,7 +142,7 @@ def _first_stage(config, train_set, class_counts, vocab, multi_label, device, ct
     mcfg = model_config(config, len(train_set.classes), len(vocab))
     torch.manual_seed(config.seed)
     model = CMLTNet(mcfg, word_vectors=_word_vectors(config, vocab)).to(device)
-    word_counts = _word_counts(train_set, len(vocab)) if mcfg.use_infer else None
+    word_counts = torch.as_tensor(train_set.word_counts, dtype=torch.float32) if mcfg.use_infer else None
     objective = CMLTNetObjective(config, model, class_counts, word_counts, multi_label,
                                  gather=ctx.enabled).to(device)
     params = list(model.parameters()) + [p for p in objective.parameters() if p.requires_grad]
@@ -142,9 +158,8 @@ def _first_stage(config, train_set, class_counts, vocab, multi_label, device, ct
         start_epoch, history = state["epoch"], state["history"]
         if ctx.is_main and config.progress:
             print(f"resuming {config.out_dir} after epoch {start_epoch}/{config.epochs}")
-    wrapped = ctx.wrap(model)
-    sampler = EpochSampler(_sampling_labels(train_set), seed=config.seed, class_balanced=config.class_balanced_sampling,
-                           rank=ctx.rank, world_size=ctx.world_size)
+    wrapped = ctx.wrap(model, may_skip_parameters=model.words is not None)
+    sampler = _sampler(config, train_set, ctx, config.class_balanced_sampling)
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=config.num_workers, drop_last=len(sampler) > config.batch_size)
     for epoch in range(start_epoch, config.epochs):
@@ -163,11 +178,6 @@ def _first_stage(config, train_set, class_counts, vocab, multi_label, device, ct
     return wrapped, history
 
 
-def _sampling_labels(dataset) -> torch.Tensor:
-    labels = torch.as_tensor(dataset.labels)
-    return labels.argmax(1) if labels.dim() == 2 else labels  # multi-label: balance over a positive class
-
-
 def _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, device, ctx, set_mode=None) -> dict:
     (set_mode or wrapped.train)()
     gen = epoch_generator(config.seed, epoch, stream=1 + ctx.rank)
@@ -176,11 +186,13 @@ def _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, de
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (config.progress and ctx.is_main),
                leave=False)
     for step, batch in enumerate(bar):
+        if len(batch) == 0:  # every image of the batch was unreadable (skip_bad)
+            continue
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(config.lr, epoch + step / max(1, steps), config.epochs, config.warmup_epochs)
         images = batch.images.to(device, non_blocking=True)
         if config.augment:
-            images = crop_and_flip(images, gen)
+            images = augment_batch(images, generator=gen)
         labels = batch.labels.to(device)
         word_ids, word_mask = batch.word_ids.to(device), batch.word_mask.to(device)
         out = wrapped(images, word_ids, word_mask)
@@ -248,7 +260,7 @@ def _second_stage(config, train_set, class_counts, multi_label, device, ctx, col
     objective = CMLTNetObjective(crt, model, class_counts, None, multi_label, classification_only=True).to(device)
     optimizer = torch.optim.SGD(model.classifier.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    sampler = EpochSampler(_sampling_labels(train_set), seed=config.seed, class_balanced=True)
+    sampler = _sampler(config, train_set, dist_utils.SINGLE, class_balanced=True)
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=config.num_workers)
     history = []
@@ -282,11 +294,7 @@ def evaluate_model(model: CMLTNet, config: TrainConfig, test_set, class_counts, 
 
 
 def _data_report(dataset) -> dict:
-    report = {"size": len(dataset)}
-    skipped = getattr(dataset, "skipped", None)
-    if skipped:
-        report["skipped_images"] = [str(p) for p in skipped]
-    return report
+    return {"size": len(dataset), "bad_images": dataset.bad_images.to_dict()}
 
 
 def write_json(path: Path, payload) -> None:
