@@ -34,7 +34,7 @@ TORCH_LIBRARY(pycmlt, m) {
       "cb_bce(Tensor logits, Tensor targets, Tensor? weight, Tensor? pos_weight, float focal_gamma, "
       "int reduction, bool compute_grad) -> (Tensor, Tensor)");
   // In-place BCE gradient for the chunked fused linear + BCE: logits is replaced by
-  // grad_scale * d loss / d logits; returns fp32 partial sums of the loss (their sum is the total).
+  // grad_scale * d loss / d logits; returns the sum of the losses of its elements (fp32 scalar).
   m.def(
       "cb_bce_grad_inplace(Tensor(a!) logits, Tensor targets, Tensor? weight, Tensor? pos_weight, "
       "float focal_gamma, float grad_scale) -> Tensor");

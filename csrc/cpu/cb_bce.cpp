@@ -192,7 +192,10 @@ at::Tensor cb_bce_grad_inplace_cpu(const at::Tensor& logits, const at::Tensor& t
                                   static_cast<float>(grad_scale), nullptr, row_sums.data_ptr<float>(),
                                   logits.data_ptr<scalar_t>(), logits.stride(0));
   });
-  return row_sums;
+  double total = 0.0;
+  const float* rs = row_sums.data_ptr<float>();
+  for (int64_t i = 0; i < N; ++i) total += rs[i];
+  return at::scalar_tensor(total, logits.options().dtype(at::kFloat));
 }
 
 }  // namespace

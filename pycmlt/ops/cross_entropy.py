@@ -218,17 +218,7 @@ def _cb_cross_entropy_triton(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     from pycmlt.kernels.cross_entropy import cb_cross_entropy_rows
 
-    counted = target != ignore_index
-    safe = torch.where(counted & (target >= 0) & (target < logits.shape[1]), target, 0)
-    if class_weight is not None:
-        w_y = torch.where(counted, class_weight[safe], 0.0)
-        w_total = class_weight.sum()
-    else:
-        w_y = counted.to(torch.float32)
-        w_total = torch.tensor(float(logits.shape[1]), device=logits.device)
-    denom = w_y.sum()
-    grad_scale = 1.0 / denom if reduction == 1 else torch.ones((), device=logits.device)
-    aux = torch.stack([grad_scale.to(torch.float32), w_total.to(torch.float32)])
+    aux, denom = loss_aux(target, class_weight, logits.shape[1], ignore_index, reduction)
     loss_rows, grad = cb_cross_entropy_rows(logits, target, class_weight, margins, logit_bias, aux, scale,
                                             focal_gamma, label_smoothing, ignore_index, compute_grad)
     if reduction == 0:
@@ -237,11 +227,48 @@ def _cb_cross_entropy_triton(
     return (total / denom if reduction == 1 else total), grad
 
 
+@torch.library.custom_op("pycmlt::cb_cross_entropy_grad_inplace_triton", mutates_args=("logits",))
+def _cb_cross_entropy_grad_inplace_triton(
+    logits: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor | None, margins: torch.Tensor | None,
+    logit_bias: torch.Tensor | None, aux: torch.Tensor, scale: float, focal_gamma: float, label_smoothing: float,
+    ignore_index: int,
+) -> torch.Tensor:
+    """Triton twin of pycmlt::cb_cross_entropy_grad_inplace: logits <- aux[0] * d loss / d logits."""
+    from pycmlt.kernels.cross_entropy import cb_cross_entropy_rows
+
+    loss_rows, _ = cb_cross_entropy_rows(logits, target, class_weight, margins, logit_bias, aux, scale, focal_gamma,
+                                         label_smoothing, ignore_index, True, out=logits)
+    return loss_rows
+
+
+def _fake_inplace(logits, target, class_weight, margins, logit_bias, aux, scale, focal_gamma, label_smoothing,
+                  ignore_index):
+    return logits.new_empty((logits.shape[0],), dtype=torch.float32)
+
+
+def loss_aux(target, class_weight, num_classes, ignore_index, reduction):
+    """[gradient scale, sum of class weights] (fp32, on the target's device, no host sync) and the
+    mean's denominator (sum of the class weights of the counted rows) of a whole batch."""
+    counted = target != ignore_index
+    safe = torch.where(counted & (target >= 0) & (target < num_classes), target, 0)
+    if class_weight is not None:
+        w_y = torch.where(counted, class_weight[safe], 0.0)
+        w_total = class_weight.sum()
+    else:
+        w_y = counted.to(torch.float32)
+        w_total = torch.tensor(float(num_classes), device=target.device)
+    denom = w_y.sum()
+    grad_scale = 1.0 / denom if reduction == 1 else torch.ones((), device=target.device)
+    return torch.stack([grad_scale.to(torch.float32), w_total.to(torch.float32)]), denom
+
+
 def _register(qualname: str) -> None:
     torch.library.register_fake(qualname)(_fake)
     torch.library.register_autograd(qualname, _backward, setup_context=_setup_context)
 
 
 _register("pycmlt::cb_cross_entropy_triton")
+torch.library.register_fake("pycmlt::cb_cross_entropy_grad_inplace_triton")(_fake_inplace)
 if _extension.native_available():
     _register("pycmlt::cb_cross_entropy")
+    torch.library.register_fake("pycmlt::cb_cross_entropy_grad_inplace")(_fake_inplace)
