@@ -47,24 +47,31 @@ def class_balanced_bce(
     """
     check_tensor("logits", logits, floating=True)
     num_classes = logits.shape[-1] if logits.dim() else 1
+    effective = effective_bce_weight(num_classes, logits.device, class_counts=class_counts, beta=beta,
+                                     weight=weight)
+    return bce_with_weights(logits, targets, weight=effective, pos_weight=pos_weight, focal_gamma=focal_gamma,
+                            reduction=reduction, backend=backend)
+
+
+def effective_bce_weight(num_classes, device, *, class_counts=None, beta=None, weight=None, weight_name="weight"):
+    """The weight the BCE applies: the explicit `weight` when given (it overrides), else the
+    class-balanced weights [C] of (class_counts, beta), else None."""
     if beta is not None and class_counts is None:
         raise ValueError("beta needs class_counts (for multi-label data: the number of training examples "
                          "in which each class is positive)")
     if class_counts is not None and beta is None:
         raise ValueError("class_counts is only used for class-balanced weights: pass beta as well "
                          "(e.g. beta=0.9999), or drop class_counts")
-    class_weight = None
-    if class_counts is not None:
-        if isinstance(class_counts, torch.Tensor) and class_counts.device != logits.device \
-                and class_counts.device.type != "cpu":
-            raise ValueError(f"class_counts is on {class_counts.device} but logits is on {logits.device}")
-        counts = class_counts_tensor(class_counts, num_classes)
-        if weight is None:
-            class_weight = class_balanced_weights(counts, beta).to(logits.device)
-        else:  # still validate beta: a bad value is a bug even when the explicit weight wins
-            check_finite_scalar("beta", beta, low=0.0, high=1.0, high_open=True)
-    return bce_with_weights(logits, targets, weight=weight if weight is not None else class_weight,
-                            pos_weight=pos_weight, focal_gamma=focal_gamma, reduction=reduction, backend=backend)
+    if class_counts is None:
+        return weight
+    if isinstance(class_counts, torch.Tensor) and class_counts.device != device \
+            and class_counts.device.type != "cpu":
+        raise ValueError(f"class_counts is on {class_counts.device} but the logits are on {device}")
+    counts = class_counts_tensor(class_counts, num_classes)
+    if weight is not None:  # still validate beta: a bad value is a bug even when the explicit weight wins
+        check_finite_scalar("beta", beta, low=0.0, high=1.0, high_open=True)
+        return weight
+    return class_balanced_weights(counts, beta).to(device)
 
 
 def bce_with_weights(logits, targets, *, weight=None, pos_weight=None, focal_gamma=0.0, reduction="mean",
@@ -76,8 +83,8 @@ def bce_with_weights(logits, targets, *, weight=None, pos_weight=None, focal_gam
     focal_gamma = check_finite_scalar("focal_gamma", focal_gamma, low=0.0)
     shape = tuple(logits.shape)
     num_classes = shape[-1] if shape else 1
-    w2d = broadcast_weight_2d("weight", weight, logits)
-    pw2d = broadcast_weight_2d("pos_weight", pos_weight, logits)
+    w2d = broadcast_weight_2d("weight", weight, shape, logits.device)
+    pw2d = broadcast_weight_2d("pos_weight", pos_weight, shape, logits.device)
 
     chosen = _backend.resolve(backend, logits, OP_NAME)
     if chosen == "torch":
@@ -109,15 +116,16 @@ def check_targets(targets, logits) -> torch.Tensor:
     return targets
 
 
-def broadcast_weight_2d(name, value, logits) -> torch.Tensor | None:
-    """`value` (broadcastable to logits' shape [..., C]) as the fp32 [1 or N, 1 or C] contiguous
-    tensor the kernels read, N = logits.numel() / C. A weight that broadcasts over the leading
+def broadcast_weight_2d(name, value, shape, device) -> torch.Tensor | None:
+    """`value` (broadcastable to the logits' shape [..., C]) as the fp32 [1 or N, 1 or C] contiguous
+    tensor the kernels read, N = prod(shape[:-1]). A weight that broadcasts over the leading
     dimensions in part only (e.g. [B, 1, C] against [A, B, C]) is expanded to [N, C]."""
     if value is None:
         return None
     check_tensor(name, value, floating=True)
-    check_same_device("logits", logits, **{name: value})
-    shape = tuple(logits.shape)
+    if value.device != device:
+        raise ValueError(f"{name} is on {value.device} but the logits are on {device}; move them to the same device")
+    shape = tuple(shape)
     try:
         broadcast = torch.broadcast_shapes(tuple(value.shape), shape)
     except RuntimeError:

@@ -50,34 +50,47 @@ def class_balanced_cross_entropy(
     num_classes = logits.shape[1] if logits.dim() >= 2 else (logits.shape[0] if logits.dim() == 1 else 0)
     if logits.dim() == 0:
         raise ValueError("logits must have shape [N, C], [C] or [N, C, d1, ...], got a scalar")
+    class_weight, margins, bias = class_tensors(
+        num_classes, logits.device, class_counts=class_counts, beta=beta, weight=weight,
+        ldam_max_margin=ldam_max_margin, logit_adjust_tau=logit_adjust_tau)
+    return cross_entropy_with_class_tensors(
+        logits, target, class_weight=class_weight, margins=margins, logit_bias=bias,
+        scale=ldam_scale, focal_gamma=focal_gamma, label_smoothing=label_smoothing,
+        ignore_index=ignore_index, reduction=reduction, backend=backend)
+
+
+def class_tensors(num_classes, device, *, class_counts=None, beta=None, weight=None, ldam_max_margin=0.0,
+                  logit_adjust_tau=0.0, weight_name="weight"):
+    """(class weight, LDAM margins, logit offsets) [C] fp32 tensors (or None) from the options of
+    class_balanced_cross_entropy: an explicit weight overrides the class-balanced weights of beta."""
     needs_counts = {"beta": beta is not None, "ldam_max_margin": ldam_max_margin != 0.0,
                     "logit_adjust_tau": logit_adjust_tau != 0.0}
     counts = None
     if class_counts is not None:
-        if isinstance(class_counts, torch.Tensor) and class_counts.device != logits.device \
+        if isinstance(class_counts, torch.Tensor) and class_counts.device != device \
                 and class_counts.device.type != "cpu":
-            raise ValueError(f"class_counts is on {class_counts.device} but logits is on {logits.device}")
+            raise ValueError(f"class_counts is on {class_counts.device} but the logits are on {device}")
         counts = class_counts_tensor(class_counts, num_classes)
     else:
         missing = [name for name, used in needs_counts.items() if used]
         if missing:
             raise ValueError(f"{', '.join(missing)} need class_counts (the training count of each class)")
     if weight is not None:
-        check_tensor("weight", weight, floating=True)
-        check_same_device("logits", logits, weight=weight)
+        check_tensor(weight_name, weight, floating=True)
+        if weight.device != device:
+            raise ValueError(f"{weight_name} is on {weight.device} but the logits are on {device}; "
+                             "move them to the same device")
         if weight.shape != (num_classes,):
-            raise ValueError(f"weight must have shape [{num_classes}] (one weight per class), got {tuple(weight.shape)}")
+            raise ValueError(f"{weight_name} must have shape [{num_classes}] (one weight per class), "
+                             f"got {tuple(weight.shape)}")
         class_weight = weight
     elif beta is not None:
-        class_weight = class_balanced_weights(counts, beta)
+        class_weight = class_balanced_weights(counts, beta).to(device)
     else:
         class_weight = None
-    margins = ldam_margins(counts, ldam_max_margin) if ldam_max_margin != 0.0 else None
-    bias = logit_adjustment(counts, logit_adjust_tau) if logit_adjust_tau != 0.0 else None
-    return cross_entropy_with_class_tensors(
-        logits, target, class_weight=class_weight, margins=margins, logit_bias=bias,
-        scale=ldam_scale, focal_gamma=focal_gamma, label_smoothing=label_smoothing,
-        ignore_index=ignore_index, reduction=reduction, backend=backend)
+    margins = ldam_margins(counts, ldam_max_margin).to(device) if ldam_max_margin != 0.0 else None
+    bias = logit_adjustment(counts, logit_adjust_tau).to(device) if logit_adjust_tau != 0.0 else None
+    return class_weight, margins, bias
 
 
 def cross_entropy_with_class_tensors(
