@@ -6,10 +6,10 @@ import sys
 
 import torch
 
-from benchmarks import ce
+from benchmarks import bce, ce, fused_linear
 from benchmarks.harness import write_results
 
-SUITES = {"ce": ce.run}
+SUITES = {"ce": ce.run, "bce": bce.run, "fused-linear": fused_linear.run}
 
 
 def main(argv=None) -> int:

@@ -18,4 +18,24 @@ TORCH_LIBRARY(pycmlt, m) {
       "cb_cross_entropy(Tensor logits, Tensor target, Tensor? class_weight, Tensor? margins, "
       "Tensor? logit_bias, float scale, float focal_gamma, float label_smoothing, int ignore_index, "
       "int reduction, bool compute_grad) -> (Tensor, Tensor)");
+  // The same loss written in place, for the chunked fused linear + loss (DESIGN 2.5): logits (a
+  // [N, C] buffer with unit column stride) is replaced by aux[0] * d loss / d logits; returns the
+  // per-row losses (fp32 [N]). aux = [gradient scale, sum of class weights] (fp32, logits' device),
+  // computed once for the whole batch so that a mean's denominator is global across chunks.
+  m.def(
+      "cb_cross_entropy_grad_inplace(Tensor(a!) logits, Tensor target, Tensor? class_weight, "
+      "Tensor? margins, Tensor? logit_bias, Tensor aux, float scale, float focal_gamma, "
+      "float label_smoothing, int ignore_index) -> Tensor");
+  // Class-balanced sigmoid BCE (DESIGN 2.2) with the gradient computed in the same pass. logits and
+  // targets [N, C] (targets in logits' dtype or float32); weight and pos_weight: fp32 [Nw, Cw] with
+  // Nw in {1, N}, Cw in {1, C}, broadcast over [N, C]. Returns (loss fp32: [N, C] for reduction 0,
+  // else [], d loss / d logits: [N, C] or [0]).
+  m.def(
+      "cb_bce(Tensor logits, Tensor targets, Tensor? weight, Tensor? pos_weight, float focal_gamma, "
+      "int reduction, bool compute_grad) -> (Tensor, Tensor)");
+  // In-place BCE gradient for the chunked fused linear + BCE: logits is replaced by
+  // grad_scale * d loss / d logits; returns the sum of the losses of its elements (fp32 scalar).
+  m.def(
+      "cb_bce_grad_inplace(Tensor(a!) logits, Tensor targets, Tensor? weight, Tensor? pos_weight, "
+      "float focal_gamma, float grad_scale) -> Tensor");
 }

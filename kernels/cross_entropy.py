@@ -44,7 +44,7 @@ def _row_coefs(nll, lse, sum_wz, w_y, w_total, gamma, eps, C, FOCAL: tl.constexp
 
 @triton.jit
 def _ce_rows_kernel(
-    X, stride_x, T, W, M, B, AUX, LOSS, G, N, C, ignore_index, scale, gamma, eps,
+    X, stride_x, T, W, M, B, AUX, LOSS, G, stride_g, N, C, ignore_index, scale, gamma, eps,
     HAS_W: tl.constexpr, HAS_M: tl.constexpr, HAS_B: tl.constexpr, FOCAL: tl.constexpr,
     COMPUTE_GRAD: tl.constexpr, ROWS: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
@@ -104,12 +104,12 @@ def _ce_rows_kernel(
             g -= b_c[:, None] * w[None, :]
         else:
             g -= b_c[:, None]
-        tl.store(G + rows64[:, None] * C + cols[None, :], g.to(G.dtype.element_ty), mask=mask)
+        tl.store(G + rows64[:, None] * stride_g + cols[None, :], g.to(G.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _ce_chunked_kernel(
-    X, stride_x, T, W, M, B, AUX, LOSS, G, N, C, ignore_index, scale, gamma, eps,
+    X, stride_x, T, W, M, B, AUX, LOSS, G, stride_g, N, C, ignore_index, scale, gamma, eps,
     HAS_W: tl.constexpr, HAS_M: tl.constexpr, HAS_B: tl.constexpr, FOCAL: tl.constexpr,
     COMPUTE_GRAD: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
@@ -168,7 +168,7 @@ def _ce_chunked_kernel(
         coef = tl.where(valid, gs * a / total, 0.0)
         b_t = tl.where(valid, gs * b_t, 0.0)
         b_c = tl.where(valid, gs * b_c, 0.0)
-        g_row = G + row * C
+        g_row = G + row * stride_g
         for start in range(0, C, BLOCK_C):
             cols = start + cols0
             ok = cols < C
@@ -186,17 +186,25 @@ def _ce_chunked_kernel(
 
 
 def cb_cross_entropy_rows(logits, target, class_weight, margins, logit_bias, aux, scale, focal_gamma,
-                          label_smoothing, ignore_index, compute_grad):
+                          label_smoothing, ignore_index, compute_grad, out=None):
     """Per-row losses [N] (fp32) and, if compute_grad, d loss / d logits [N, C] scaled by aux[0].
 
     aux = [gradient scale (1 / mean denominator or 1), sum of class weights] lives on the device so
-    that no host synchronisation is needed.
+    that no host synchronisation is needed. The gradient goes to `out` when given (an [N, C] buffer
+    in logits' dtype with unit column stride; it may be `logits` itself: every element is read
+    before its gradient is written), else to a new contiguous tensor.
     """
+    if out is not None:
+        if out.shape != logits.shape or out.dtype != logits.dtype or out.stride(-1) != 1:
+            raise ValueError("out must have the shape and dtype of logits and a unit column stride")
     if logits.stride(-1) != 1:
         logits = logits.contiguous()
     n, c = logits.shape
     loss = torch.empty(n, device=logits.device, dtype=torch.float32)
-    grad = torch.empty((n, c) if compute_grad else (0,), device=logits.device, dtype=logits.dtype)
+    if out is not None:
+        grad = out
+    else:
+        grad = torch.empty((n, c) if compute_grad else (0,), device=logits.device, dtype=logits.dtype)
     if n == 0:
         return loss, grad
     dummy = aux
@@ -205,7 +213,7 @@ def cb_cross_entropy_rows(logits, target, class_weight, margins, logit_bias, aux
         class_weight if class_weight is not None else dummy,
         margins if margins is not None else dummy,
         logit_bias if logit_bias is not None else dummy,
-        aux, loss, grad if compute_grad else dummy, n, c, ignore_index,
+        aux, loss, grad if compute_grad else dummy, grad.stride(0) if compute_grad else c, n, c, ignore_index,
         float(scale), float(focal_gamma), float(label_smoothing),
     )
     flags = dict(

@@ -4,16 +4,9 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define PYCMLT_HD __host__ __device__ __forceinline__
-#else
-#define PYCMLT_HD inline
-#endif
+#include "common/common.h"
 
 namespace pycmlt {
-
-// Reduction codes used by every op (same values as at::Reduction).
-enum Reduction : int64_t { kNone = 0, kMean = 1, kSum = 2 };
 
 // Everything a kernel needs to know about the loss options, as plain data.
 struct CeOptions {

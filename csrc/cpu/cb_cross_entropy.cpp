@@ -105,6 +105,67 @@ const float* optional_ptr(const std::optional<at::Tensor>& t, int64_t C, const c
   return t->data_ptr<float>();
 }
 
+CeOptions make_options(const std::optional<at::Tensor>& class_weight, const std::optional<at::Tensor>& margins,
+                       const std::optional<at::Tensor>& logit_bias, double scale, double focal_gamma,
+                       double label_smoothing, int64_t ignore_index, int64_t C) {
+  CeOptions o;
+  o.class_weight = optional_ptr(class_weight, C, "class_weight");
+  o.margins = optional_ptr(margins, C, "margins");
+  o.logit_bias = optional_ptr(logit_bias, C, "logit_bias");
+  o.scale = static_cast<float>(scale);
+  o.focal_gamma = static_cast<float>(focal_gamma);
+  o.label_smoothing = static_cast<float>(label_smoothing);
+  o.ignore_index = ignore_index;
+  o.num_classes = C;
+  return o;
+}
+
+// Validates the targets (ValueError naming the first bad one) and returns the mean's denominator
+// (sum of the class weights of the counted rows).
+double check_targets_and_denominator(const int64_t* tgt, int64_t N, const CeOptions& o) {
+  double denom = 0.0;
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t y = tgt[i];
+    if (y == o.ignore_index) continue;
+    TORCH_CHECK_VALUE(y >= 0 && y < o.num_classes, "target[", i, "] = ", y,
+                      " is out of range: expected 0 <= target < ", o.num_classes,
+                      " or target == ignore_index (", o.ignore_index, ")");
+    denom += o.class_weight ? o.class_weight[y] : 1.0;
+  }
+  return denom;
+}
+
+// Per-row losses into loss_ptr and, when grad != nullptr, d loss / d logits * grad_scale into the
+// rows of grad (row stride grad_stride). grad may be the logits themselves: each row is read whole
+// into a scratch buffer before its gradient is written.
+template <typename scalar_t>
+void ce_rows(const scalar_t* x, int64_t row_stride, const int64_t* tgt, int64_t N, const CeOptions& o,
+             float w_total, float grad_scale, float* loss_ptr, scalar_t* grad, int64_t grad_stride) {
+  const int64_t C = o.num_classes;
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1));
+  at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(C);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t y = tgt[i];
+      scalar_t* gi = grad ? grad + i * grad_stride : nullptr;
+      if (y == o.ignore_index) {
+        loss_ptr[i] = 0.f;
+        if (gi) std::fill(gi, gi + C, scalar_t(0));
+        continue;
+      }
+      const float w_y = o.class_weight ? o.class_weight[y] : 1.f;
+      loss_ptr[i] = ce_row_dispatch(x + i * row_stride, y, o, w_y, w_total, grad_scale, buf.data(), gi);
+    }
+  });
+}
+
+float sum_of_weights(const CeOptions& o) {
+  if (!o.class_weight) return static_cast<float>(o.num_classes);
+  double acc = 0.0;
+  for (int64_t j = 0; j < o.num_classes; ++j) acc += o.class_weight[j];
+  return static_cast<float>(acc);
+}
+
 std::tuple<at::Tensor, at::Tensor> cb_cross_entropy_cpu(
     const at::Tensor& logits_in, const at::Tensor& target_in,
     const std::optional<at::Tensor>& class_weight, const std::optional<at::Tensor>& margins,
@@ -117,58 +178,19 @@ std::tuple<at::Tensor, at::Tensor> cb_cross_entropy_cpu(
   const int64_t N = logits_in.size(0), C = logits_in.size(1);
   const at::Tensor logits = logits_in.stride(-1) == 1 ? logits_in : logits_in.contiguous();
   const at::Tensor target = target_in.to(at::kLong).contiguous();
-
-  CeOptions o;
-  o.class_weight = optional_ptr(class_weight, C, "class_weight");
-  o.margins = optional_ptr(margins, C, "margins");
-  o.logit_bias = optional_ptr(logit_bias, C, "logit_bias");
-  o.scale = static_cast<float>(scale);
-  o.focal_gamma = static_cast<float>(focal_gamma);
-  o.label_smoothing = static_cast<float>(label_smoothing);
-  o.ignore_index = ignore_index;
-  o.num_classes = C;
-
+  const CeOptions o = make_options(class_weight, margins, logit_bias, scale, focal_gamma, label_smoothing,
+                                   ignore_index, C);
   const int64_t* tgt = target.data_ptr<int64_t>();
-  // Validate targets and compute the mean's denominator (sum of the weights of counted rows).
-  double denom = 0.0;
-  for (int64_t i = 0; i < N; ++i) {
-    const int64_t y = tgt[i];
-    if (y == ignore_index) continue;
-    TORCH_CHECK_VALUE(y >= 0 && y < C, "target[", i, "] = ", y, " is out of range: expected 0 <= target < ",
-                      C, " or target == ignore_index (", ignore_index, ")");
-    denom += o.class_weight ? o.class_weight[y] : 1.0;
-  }
-  float w_total = static_cast<float>(C);
-  if (o.class_weight) {
-    double acc = 0.0;
-    for (int64_t j = 0; j < C; ++j) acc += o.class_weight[j];
-    w_total = static_cast<float>(acc);
-  }
+  const double denom = check_targets_and_denominator(tgt, N, o);
+  const float w_total = sum_of_weights(o);
   const float grad_scale = reduction == kMean ? static_cast<float>(1.0 / denom) : 1.f;
 
   at::Tensor loss_rows = at::empty({N}, logits.options().dtype(at::kFloat));
   at::Tensor grad = compute_grad ? at::empty({N, C}, logits.options()) : at::empty({0}, logits.options());
   float* loss_ptr = loss_rows.data_ptr<float>();
-  const int64_t row_stride = logits.stride(0);
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1));
-
   PYCMLT_DISPATCH_FLOAT_TYPES(logits.scalar_type(), "cb_cross_entropy_cpu", [&] {
-    const scalar_t* x = logits.data_ptr<scalar_t>();
-    scalar_t* g = compute_grad ? grad.data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) {
-      std::vector<float> buf(C);
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t y = tgt[i];
-        scalar_t* gi = g ? g + i * C : nullptr;
-        if (y == ignore_index) {
-          loss_ptr[i] = 0.f;
-          if (gi) std::fill(gi, gi + C, scalar_t(0));
-          continue;
-        }
-        const float w_y = o.class_weight ? o.class_weight[y] : 1.f;
-        loss_ptr[i] = ce_row_dispatch(x + i * row_stride, y, o, w_y, w_total, grad_scale, buf.data(), gi);
-      }
-    });
+    ce_rows<scalar_t>(logits.data_ptr<scalar_t>(), logits.stride(0), tgt, N, o, w_total, grad_scale, loss_ptr,
+                      compute_grad ? grad.data_ptr<scalar_t>() : nullptr, C);
   });
 
   if (reduction == kNone) return {loss_rows, grad};
@@ -178,8 +200,43 @@ std::tuple<at::Tensor, at::Tensor> cb_cross_entropy_cpu(
   return {at::scalar_tensor(value, logits.options().dtype(at::kFloat)), grad};
 }
 
+// In-place variant for the chunked fused linear + loss: replaces logits with
+// aux[0] * d loss / d logits and returns the per-row losses. aux = [gradient scale, sum of class
+// weights] is computed once by the caller over the whole batch (a global mean denominator).
+at::Tensor cb_cross_entropy_grad_inplace_cpu(
+    const at::Tensor& logits, const at::Tensor& target_in, const std::optional<at::Tensor>& class_weight,
+    const std::optional<at::Tensor>& margins, const std::optional<at::Tensor>& logit_bias, const at::Tensor& aux,
+    double scale, double focal_gamma, double label_smoothing, int64_t ignore_index) {
+  TORCH_CHECK_VALUE(logits.dim() == 2 && logits.stride(1) == 1,
+                    "logits must be a 2-D [N, C] buffer with unit column stride, got shape ", logits.sizes(),
+                    " strides ", logits.strides());
+  TORCH_CHECK_VALUE(target_in.dim() == 1 && target_in.size(0) == logits.size(0),
+                    "target must have shape [", logits.size(0), "], got ", target_in.sizes());
+  TORCH_CHECK_VALUE(aux.scalar_type() == at::kFloat && aux.numel() == 2 && aux.device().is_cpu(),
+                    "aux must be a float32 CPU tensor [gradient scale, sum of class weights]");
+  const int64_t N = logits.size(0), C = logits.size(1);
+  const at::Tensor target = target_in.to(at::kLong).contiguous();
+  const CeOptions o = make_options(class_weight, margins, logit_bias, scale, focal_gamma, label_smoothing,
+                                   ignore_index, C);
+  const int64_t* tgt = target.data_ptr<int64_t>();
+  check_targets_and_denominator(tgt, N, o);
+  const at::Tensor aux_c = aux.contiguous();
+  const float grad_scale = aux_c.data_ptr<float>()[0];
+  const float w_total = aux_c.data_ptr<float>()[1];
+  at::Tensor loss_rows = at::empty({N}, logits.options().dtype(at::kFloat));
+  PYCMLT_DISPATCH_FLOAT_TYPES(logits.scalar_type(), "cb_cross_entropy_grad_inplace_cpu", [&] {
+    scalar_t* x = logits.data_ptr<scalar_t>();
+    ce_rows<scalar_t>(x, logits.stride(0), tgt, N, o, w_total, grad_scale, loss_rows.data_ptr<float>(), x,
+                      logits.stride(0));
+  });
+  return loss_rows;
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pycmlt, CPU, m) { m.impl("cb_cross_entropy", &cb_cross_entropy_cpu); }
+TORCH_LIBRARY_IMPL(pycmlt, CPU, m) {
+  m.impl("cb_cross_entropy", &cb_cross_entropy_cpu);
+  m.impl("cb_cross_entropy_grad_inplace", &cb_cross_entropy_grad_inplace_cpu);
+}
 
 }  // namespace pycmlt

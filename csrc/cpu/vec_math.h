@@ -36,4 +36,77 @@ PYCMLT_ALWAYS_INLINE float fast_expf(float x) {
   return x < -87.3f ? 0.0f : (x > 88.72f ? std::numeric_limits<float>::infinity() : y);
 }
 
+// logf with ~1 ulp error (Cephes polynomial), branch-free so it vectorises; handles denormals,
+// log(0) = -inf, log(+inf) = +inf, log(x < 0) = NaN, NaN -> NaN.
+PYCMLT_ALWAYS_INLINE float fast_logf(float x) {
+  const bool denormal = x < 1.17549435e-38f;
+  const float xs = denormal ? x * 8388608.0f : x;  // * 2^23 lifts denormals into the normal range
+  int32_t bits;
+  std::memcpy(&bits, &xs, sizeof(float));
+  const float e0 = static_cast<float>(((bits >> 23) & 0xff) - 126) - (denormal ? 23.0f : 0.0f);
+  bits = (bits & 0x007fffff) | 0x3f000000;  // mantissa m in [0.5, 1)
+  float m;
+  std::memcpy(&m, &bits, sizeof(float));
+  const bool small = m < 0.707106781186547524f;
+  const float e = small ? e0 - 1.0f : e0;
+  const float r = small ? m + m - 1.0f : m - 1.0f;
+  const float z = r * r;
+  float y = 7.0376836292e-2f;
+  y = y * r - 1.1514610310e-1f;
+  y = y * r + 1.1676998740e-1f;
+  y = y * r - 1.2420140846e-1f;
+  y = y * r + 1.4249322787e-1f;
+  y = y * r - 1.6668057665e-1f;
+  y = y * r + 2.0000714765e-1f;
+  y = y * r - 2.4999993993e-1f;
+  y = y * r + 3.3333331174e-1f;
+  y = y * r * z;
+  y = y - 2.12194440e-4f * e;
+  y = y - 0.5f * z;
+  float res = r + y + 0.693359375f * e;
+  // Special values, one plain select each (so that the loop stays vectorisable).
+  const float inf = std::numeric_limits<float>::infinity();
+  res = x == inf ? inf : res;
+  res = x == 0.0f ? -inf : res;
+  res = x < 0.0f ? std::numeric_limits<float>::quiet_NaN() : res;
+  res = x != x ? x : res;
+  return res;
+}
+
+// log(u) for u in [1, 2] (finite, normal): the fast_logf polynomial without the special cases.
+PYCMLT_ALWAYS_INLINE float fast_log_1_2(float u) {
+  const bool big = u > 1.41421356237309505f;
+  const float m = big ? u * 0.5f : u;  // m in [0.707, 1.414], u = m * 2^e
+  const float e = big ? 1.0f : 0.0f;
+  const float r = m - 1.0f;
+  const float z = r * r;
+  float y = 7.0376836292e-2f;
+  y = y * r - 1.1514610310e-1f;
+  y = y * r + 1.1676998740e-1f;
+  y = y * r - 1.2420140846e-1f;
+  y = y * r + 1.4249322787e-1f;
+  y = y * r - 1.6668057665e-1f;
+  y = y * r + 2.0000714765e-1f;
+  y = y * r - 2.4999993993e-1f;
+  y = y * r + 3.3333331174e-1f;
+  y = y * r * z;
+  y = y - 2.12194440e-4f * e;
+  y = y - 0.5f * z;
+  return r + y + 0.693359375f * e;
+}
+
+// log(1 + e) for e in [0, 1] without losing the small-e digits: log(u) + (e - (u - 1)) / u with
+// u = 1 + e rounded; inv_u = 1 / (1 + e) is passed in by callers that have it already.
+PYCMLT_ALWAYS_INLINE float fast_log1p_unit(float e, float inv_u) {
+  const float u = 1.0f + e;
+  return fast_log_1_2(u) + (e - (u - 1.0f)) * inv_u;
+}
+
+// Math policy of the shared element functions in csrc/common (CPU: the vectorisable versions above).
+struct CpuMath {
+  static PYCMLT_ALWAYS_INLINE float exp(float x) { return fast_expf(x); }
+  static PYCMLT_ALWAYS_INLINE float log(float x) { return fast_logf(x); }
+  static PYCMLT_ALWAYS_INLINE float log1p_unit(float e, float inv_1pe) { return fast_log1p_unit(e, inv_1pe); }
+};
+
 }  // namespace pycmlt

@@ -9,34 +9,19 @@
 #include <cmath>
 
 #include "cuda/cb_cross_entropy_kernel.h"
+#include "cuda/device_common.cuh"
 
 namespace pycmlt {
 namespace {
 
+using cuda_detail::from_float;
+using cuda_detail::kWarp;
+using cuda_detail::to_float;
+using cuda_detail::warp_max;
+using cuda_detail::warp_sum;
+
 constexpr float kNegInf = -INFINITY;
-constexpr int kWarp = 32;
 constexpr int kBlockThreads = 512;
-
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = kWarp / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = kWarp / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // Adds (m2, s2) into the running (max, sum of exp(z - max)) pair (m, s).
 __device__ __forceinline__ void merge_lse(float& m, float& s, float m2, float s2) {
@@ -79,7 +64,7 @@ __global__ void ce_warp_rows_kernel(CeLaunch a) {
   const CeOptions& o = a.opt;
   const int64_t C = o.num_classes;
   const T* x = static_cast<const T*>(a.logits) + row * a.row_stride;
-  T* g = a.grad ? static_cast<T*>(a.grad) + row * C : nullptr;
+  T* g = a.grad ? static_cast<T*>(a.grad) + row * a.grad_row_stride : nullptr;
   const int64_t y = a.target[row];
   const RowResult cls = classify_row(y, o);
   if (cls.skip) {
@@ -88,6 +73,8 @@ __global__ void ce_warp_rows_kernel(CeLaunch a) {
       for (int64_t j = lane; j < C; j += kWarp) g[j] = from_float<T>(0.f);
     return;
   }
+  // The target logit is read before any lane writes (grad may alias the logits).
+  const float z_y = adjusted(x, y, y, o);
   float z[VPT];
   float mx = kNegInf, wz = 0.f;
 #pragma unroll
@@ -108,7 +95,7 @@ __global__ void ce_warp_rows_kernel(CeLaunch a) {
   sum = warp_sum(sum);
   wz = warp_sum(wz);
   const float lse = shift + __logf(sum);
-  const float nll = lse - adjusted(x, y, y, o);
+  const float nll = lse - z_y;
   const CeRowCoefs k = ce_row_coefs(nll, lse, wz, class_weight(o, y), a.aux[1], o);
   if (lane == 0) a.loss_rows[row] = k.loss;
   if (!g) return;
@@ -160,7 +147,7 @@ __global__ void ce_block_rows_kernel(CeLaunch a) {
   const CeOptions& o = a.opt;
   const int64_t C = o.num_classes;
   const T* x = static_cast<const T*>(a.logits) + row * a.row_stride;
-  T* g = a.grad ? static_cast<T*>(a.grad) + row * C : nullptr;
+  T* g = a.grad ? static_cast<T*>(a.grad) + row * a.grad_row_stride : nullptr;
   const int64_t y = a.target[row];
   const RowResult cls = classify_row(y, o);
   if (cls.skip) {
@@ -169,6 +156,8 @@ __global__ void ce_block_rows_kernel(CeLaunch a) {
       for (int64_t j = threadIdx.x; j < C; j += blockDim.x) g[j] = from_float<T>(0.f);
     return;
   }
+  // The target logit is read before any thread writes (grad may alias the logits).
+  const float z_y = adjusted(x, y, y, o);
   float m = kNegInf, s = 0.f, wz = 0.f;
   for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
     const float z = adjusted(x, j, y, o);
@@ -181,7 +170,7 @@ __global__ void ce_block_rows_kernel(CeLaunch a) {
   const float shift = isfinite(m) ? m : 0.f;
   const float total = isfinite(m) ? s : (m == kNegInf ? 0.f : s);
   const float lse = shift + __logf(total);
-  const float nll = lse - adjusted(x, y, y, o);
+  const float nll = lse - z_y;
   const CeRowCoefs k = ce_row_coefs(nll, lse, wz, class_weight(o, y), a.aux[1], o);
   if (threadIdx.x == 0) a.loss_rows[row] = k.loss;
   if (!g) return;

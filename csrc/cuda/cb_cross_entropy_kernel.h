@@ -4,10 +4,9 @@
 #include <cstdint>
 
 #include "common/ce_row_math.h"
+#include "cuda/launch_common.h"
 
 namespace pycmlt {
-
-enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
 
 struct CeLaunch {
   const void* logits;       // [N, C] rows, unit inner stride
@@ -17,7 +16,9 @@ struct CeLaunch {
   CeOptions opt;            // num_classes, per-class pointers (device), scalars
   const float* aux;         // device [2]: gradient scale (1 / mean denominator or 1), sum of class weights
   float* loss_rows;         // device [N]
-  void* grad;               // device [N, C] contiguous, or nullptr to skip the gradient
+  void* grad;               // device [N, C] with unit column stride, or nullptr to skip the gradient;
+                            // may be the logits themselves (every element is read before it is written)
+  int64_t grad_row_stride;  // elements between rows of grad
   DType dtype;
   void* stream;             // cudaStream_t
 };

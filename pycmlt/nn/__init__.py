@@ -1,4 +1,7 @@
 """nn.Module wrappers of the pycmlt ops, holding class statistics as buffers."""
+from pycmlt.nn.bce import ClassBalancedBCE
 from pycmlt.nn.cross_entropy import ClassBalancedCrossEntropy
+from pycmlt.nn.fused_linear import FusedLinearClassBalancedBCE, FusedLinearClassBalancedCrossEntropy
 
-__all__ = ["ClassBalancedCrossEntropy"]
+__all__ = ["ClassBalancedCrossEntropy", "ClassBalancedBCE", "FusedLinearClassBalancedCrossEntropy",
+           "FusedLinearClassBalancedBCE"]

@@ -1,5 +1,6 @@
 """Fused long-tail and cross-modal loss ops. Each takes `backend="auto"|"torch"|"cpu"|"triton"|"cuda"`."""
 from pycmlt.ops._backend import available_backends, get_default_backend, set_default_backend, use_backend
+from pycmlt.ops.bce import bce_reference, bce_with_weights, class_balanced_bce
 from pycmlt.ops.class_balance import class_balanced_weights, ldam_margins, logit_adjustment
 from pycmlt.ops.cross_entropy import (
     class_balanced_cross_entropy,
@@ -7,10 +8,20 @@ from pycmlt.ops.cross_entropy import (
     cross_entropy_with_class_tensors,
     set_target_checks,
 )
+from pycmlt.ops.fused_linear import (
+    default_chunk_rows,
+    fused_linear_bce_with_weights,
+    fused_linear_class_balanced_bce,
+    fused_linear_class_balanced_cross_entropy,
+    fused_linear_cross_entropy_with_class_tensors,
+)
 
 __all__ = [
     "available_backends", "get_default_backend", "set_default_backend", "use_backend",
     "class_balanced_weights", "ldam_margins", "logit_adjustment",
     "class_balanced_cross_entropy", "cross_entropy_reference", "cross_entropy_with_class_tensors",
     "set_target_checks",
+    "class_balanced_bce", "bce_reference", "bce_with_weights",
+    "fused_linear_class_balanced_cross_entropy", "fused_linear_class_balanced_bce",
+    "fused_linear_cross_entropy_with_class_tensors", "fused_linear_bce_with_weights", "default_chunk_rows",
 ]

@@ -50,34 +50,47 @@ def class_balanced_cross_entropy(
     num_classes = logits.shape[1] if logits.dim() >= 2 else (logits.shape[0] if logits.dim() == 1 else 0)
     if logits.dim() == 0:
         raise ValueError("logits must have shape [N, C], [C] or [N, C, d1, ...], got a scalar")
+    class_weight, margins, bias = class_tensors(
+        num_classes, logits.device, class_counts=class_counts, beta=beta, weight=weight,
+        ldam_max_margin=ldam_max_margin, logit_adjust_tau=logit_adjust_tau)
+    return cross_entropy_with_class_tensors(
+        logits, target, class_weight=class_weight, margins=margins, logit_bias=bias,
+        scale=ldam_scale, focal_gamma=focal_gamma, label_smoothing=label_smoothing,
+        ignore_index=ignore_index, reduction=reduction, backend=backend)
+
+
+def class_tensors(num_classes, device, *, class_counts=None, beta=None, weight=None, ldam_max_margin=0.0,
+                  logit_adjust_tau=0.0, weight_name="weight"):
+    """(class weight, LDAM margins, logit offsets) [C] fp32 tensors (or None) from the options of
+    class_balanced_cross_entropy: an explicit weight overrides the class-balanced weights of beta."""
     needs_counts = {"beta": beta is not None, "ldam_max_margin": ldam_max_margin != 0.0,
                     "logit_adjust_tau": logit_adjust_tau != 0.0}
     counts = None
     if class_counts is not None:
-        if isinstance(class_counts, torch.Tensor) and class_counts.device != logits.device \
+        if isinstance(class_counts, torch.Tensor) and class_counts.device != device \
                 and class_counts.device.type != "cpu":
-            raise ValueError(f"class_counts is on {class_counts.device} but logits is on {logits.device}")
+            raise ValueError(f"class_counts is on {class_counts.device} but the logits are on {device}")
         counts = class_counts_tensor(class_counts, num_classes)
     else:
         missing = [name for name, used in needs_counts.items() if used]
         if missing:
             raise ValueError(f"{', '.join(missing)} need class_counts (the training count of each class)")
     if weight is not None:
-        check_tensor("weight", weight, floating=True)
-        check_same_device("logits", logits, weight=weight)
+        check_tensor(weight_name, weight, floating=True)
+        if weight.device != device:
+            raise ValueError(f"{weight_name} is on {weight.device} but the logits are on {device}; "
+                             "move them to the same device")
         if weight.shape != (num_classes,):
-            raise ValueError(f"weight must have shape [{num_classes}] (one weight per class), got {tuple(weight.shape)}")
+            raise ValueError(f"{weight_name} must have shape [{num_classes}] (one weight per class), "
+                             f"got {tuple(weight.shape)}")
         class_weight = weight
     elif beta is not None:
-        class_weight = class_balanced_weights(counts, beta)
+        class_weight = class_balanced_weights(counts, beta).to(device)
     else:
         class_weight = None
-    margins = ldam_margins(counts, ldam_max_margin) if ldam_max_margin != 0.0 else None
-    bias = logit_adjustment(counts, logit_adjust_tau) if logit_adjust_tau != 0.0 else None
-    return cross_entropy_with_class_tensors(
-        logits, target, class_weight=class_weight, margins=margins, logit_bias=bias,
-        scale=ldam_scale, focal_gamma=focal_gamma, label_smoothing=label_smoothing,
-        ignore_index=ignore_index, reduction=reduction, backend=backend)
+    margins = ldam_margins(counts, ldam_max_margin).to(device) if ldam_max_margin != 0.0 else None
+    bias = logit_adjustment(counts, logit_adjust_tau).to(device) if logit_adjust_tau != 0.0 else None
+    return class_weight, margins, bias
 
 
 def cross_entropy_with_class_tensors(
@@ -218,17 +231,7 @@ def _cb_cross_entropy_triton(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     from pycmlt.kernels.cross_entropy import cb_cross_entropy_rows
 
-    counted = target != ignore_index
-    safe = torch.where(counted & (target >= 0) & (target < logits.shape[1]), target, 0)
-    if class_weight is not None:
-        w_y = torch.where(counted, class_weight[safe], 0.0)
-        w_total = class_weight.sum()
-    else:
-        w_y = counted.to(torch.float32)
-        w_total = torch.tensor(float(logits.shape[1]), device=logits.device)
-    denom = w_y.sum()
-    grad_scale = 1.0 / denom if reduction == 1 else torch.ones((), device=logits.device)
-    aux = torch.stack([grad_scale.to(torch.float32), w_total.to(torch.float32)])
+    aux, denom = loss_aux(target, class_weight, logits.shape[1], ignore_index, reduction)
     loss_rows, grad = cb_cross_entropy_rows(logits, target, class_weight, margins, logit_bias, aux, scale,
                                             focal_gamma, label_smoothing, ignore_index, compute_grad)
     if reduction == 0:
@@ -237,11 +240,48 @@ def _cb_cross_entropy_triton(
     return (total / denom if reduction == 1 else total), grad
 
 
+@torch.library.custom_op("pycmlt::cb_cross_entropy_grad_inplace_triton", mutates_args=("logits",))
+def _cb_cross_entropy_grad_inplace_triton(
+    logits: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor | None, margins: torch.Tensor | None,
+    logit_bias: torch.Tensor | None, aux: torch.Tensor, scale: float, focal_gamma: float, label_smoothing: float,
+    ignore_index: int,
+) -> torch.Tensor:
+    """Triton twin of pycmlt::cb_cross_entropy_grad_inplace: logits <- aux[0] * d loss / d logits."""
+    from pycmlt.kernels.cross_entropy import cb_cross_entropy_rows
+
+    loss_rows, _ = cb_cross_entropy_rows(logits, target, class_weight, margins, logit_bias, aux, scale, focal_gamma,
+                                         label_smoothing, ignore_index, True, out=logits)
+    return loss_rows
+
+
+def _fake_inplace(logits, target, class_weight, margins, logit_bias, aux, scale, focal_gamma, label_smoothing,
+                  ignore_index):
+    return logits.new_empty((logits.shape[0],), dtype=torch.float32)
+
+
+def loss_aux(target, class_weight, num_classes, ignore_index, reduction):
+    """[gradient scale, sum of class weights] (fp32, on the target's device, no host sync) and the
+    mean's denominator (sum of the class weights of the counted rows) of a whole batch."""
+    counted = target != ignore_index
+    safe = torch.where(counted & (target >= 0) & (target < num_classes), target, 0)
+    if class_weight is not None:
+        w_y = torch.where(counted, class_weight[safe], 0.0)
+        w_total = class_weight.sum()
+    else:
+        w_y = counted.to(torch.float32)
+        w_total = torch.tensor(float(num_classes), device=target.device)
+    denom = w_y.sum()
+    grad_scale = 1.0 / denom if reduction == 1 else torch.ones((), device=target.device)
+    return torch.stack([grad_scale.to(torch.float32), w_total.to(torch.float32)]), denom
+
+
 def _register(qualname: str) -> None:
     torch.library.register_fake(qualname)(_fake)
     torch.library.register_autograd(qualname, _backward, setup_context=_setup_context)
 
 
 _register("pycmlt::cb_cross_entropy_triton")
+torch.library.register_fake("pycmlt::cb_cross_entropy_grad_inplace_triton")(_fake_inplace)
 if _extension.native_available():
     _register("pycmlt::cb_cross_entropy")
+    torch.library.register_fake("pycmlt::cb_cross_entropy_grad_inplace")(_fake_inplace)

@@ -1,0 +1,232 @@
+"""Class-balanced sigmoid (multi-label) BCE (DESIGN 2.2): the public function, the torch reference,
+and the custom-op registration of the fused kernels (C++ CPU/CUDA through TORCH_LIBRARY, Triton as
+a Python custom op). The kernels compute the gradient in the forward pass."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from pycmlt import _extension
+from pycmlt.ops import _backend
+from pycmlt.ops._checks import (
+    check_finite_scalar,
+    check_same_device,
+    check_tensor,
+    class_counts_tensor,
+    reduction_code,
+)
+from pycmlt.ops._registration import scale_saved_grad
+from pycmlt.ops.class_balance import class_balanced_weights
+
+OP_NAME = "class_balanced_bce"
+
+
+def class_balanced_bce(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    class_counts=None,
+    beta: float | None = None,
+    weight: torch.Tensor | None = None,
+    pos_weight: torch.Tensor | None = None,
+    focal_gamma: float = 0.0,
+    reduction: str = "mean",
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Long-tail multi-label sigmoid BCE; with no extras it equals F.binary_cross_entropy_with_logits.
+
+    logits [..., C] (any shape; the last dimension is the class), targets of the same shape:
+    multi-hot {0, 1} or soft labels in [0, 1]. `class_counts` [C] (for multi-label data: the number
+    of training examples in which each class is positive) with `beta` in [0, 1) gives the
+    class-balanced weights of Cui et al. 2019 (normalised to sum to C), applied per class.
+    An explicit `weight` (broadcastable to logits, as in PyTorch) overrides the class-balanced
+    weights; to combine both, pass weight=pycmlt.class_balanced_weights(counts, beta) * yours.
+    `pos_weight` (broadcastable to logits; usually [C]) weighs the positive term as in PyTorch.
+    `focal_gamma` > 0 multiplies each element's loss by (1 - p_t)^gamma (sigmoid focal loss).
+    `mean` is the plain mean over all elements, as in PyTorch. Gradients flow to `logits` only.
+    """
+    check_tensor("logits", logits, floating=True)
+    num_classes = logits.shape[-1] if logits.dim() else 1
+    effective = effective_bce_weight(num_classes, logits.device, class_counts=class_counts, beta=beta,
+                                     weight=weight)
+    return bce_with_weights(logits, targets, weight=effective, pos_weight=pos_weight, focal_gamma=focal_gamma,
+                            reduction=reduction, backend=backend)
+
+
+def effective_bce_weight(num_classes, device, *, class_counts=None, beta=None, weight=None, weight_name="weight"):
+    """The weight the BCE applies: the explicit `weight` when given (it overrides), else the
+    class-balanced weights [C] of (class_counts, beta), else None."""
+    if beta is not None and class_counts is None:
+        raise ValueError("beta needs class_counts (for multi-label data: the number of training examples "
+                         "in which each class is positive)")
+    if class_counts is not None and beta is None:
+        raise ValueError("class_counts is only used for class-balanced weights: pass beta as well "
+                         "(e.g. beta=0.9999), or drop class_counts")
+    if class_counts is None:
+        return weight
+    if isinstance(class_counts, torch.Tensor) and class_counts.device != device \
+            and class_counts.device.type != "cpu":
+        raise ValueError(f"class_counts is on {class_counts.device} but the logits are on {device}")
+    counts = class_counts_tensor(class_counts, num_classes)
+    if weight is not None:  # still validate beta: a bad value is a bug even when the explicit weight wins
+        check_finite_scalar("beta", beta, low=0.0, high=1.0, high_open=True)
+        return weight
+    return class_balanced_weights(counts, beta).to(device)
+
+
+def bce_with_weights(logits, targets, *, weight=None, pos_weight=None, focal_gamma=0.0, reduction="mean",
+                     backend="auto") -> torch.Tensor:
+    """The op with its weights already derived (what nn modules call with cached buffers)."""
+    check_tensor("logits", logits, floating=True)
+    targets = check_targets(targets, logits)
+    code = reduction_code(reduction)
+    focal_gamma = check_finite_scalar("focal_gamma", focal_gamma, low=0.0)
+    shape = tuple(logits.shape)
+    num_classes = shape[-1] if shape else 1
+    w2d = broadcast_weight_2d("weight", weight, shape, logits.device)
+    pw2d = broadcast_weight_2d("pos_weight", pos_weight, shape, logits.device)
+
+    chosen = _backend.resolve(backend, logits, OP_NAME)
+    if chosen == "torch":
+        loss = bce_reference(logits, targets, weight, pos_weight, focal_gamma=focal_gamma, reduction=reduction)
+        return loss.to(logits.dtype)
+    if targets.requires_grad and torch.is_grad_enabled():
+        raise ValueError(f"targets requires grad, but backend={chosen!r} differentiates with respect to logits "
+                         "only: detach the targets, or use backend='torch' to differentiate through them")
+    if targets.dtype not in (logits.dtype, torch.float32):
+        targets = targets.float()  # exact for fp16/bf16 labels; fp64 labels are rounded to fp32
+    logits2d = logits.reshape(-1, num_classes)
+    targets2d = targets.reshape(-1, num_classes)
+    op = torch.ops.pycmlt.cb_bce_triton if chosen == "triton" else torch.ops.pycmlt.cb_bce
+    loss, _ = op(logits2d, targets2d, w2d, pw2d, focal_gamma, code,
+                 logits.requires_grad and torch.is_grad_enabled())
+    loss = loss.to(logits.dtype)
+    return loss.reshape(shape) if code == 0 else loss
+
+
+def check_targets(targets, logits) -> torch.Tensor:
+    check_tensor("targets", targets)
+    if not targets.is_floating_point():
+        raise TypeError(f"targets must be a floating-point tensor (multi-hot 0/1 or soft labels in [0, 1]), got "
+                        f"{targets.dtype}: convert with targets.to(logits.dtype) or targets.float()")
+    check_same_device("logits", logits, targets=targets)
+    if targets.shape != logits.shape:
+        raise ValueError(f"targets must have the shape of logits {list(logits.shape)} (one label per logit), "
+                         f"got {list(targets.shape)}")
+    return targets
+
+
+def broadcast_weight_2d(name, value, shape, device) -> torch.Tensor | None:
+    """`value` (broadcastable to the logits' shape [..., C]) as the fp32 [1 or N, 1 or C] contiguous
+    tensor the kernels read, N = prod(shape[:-1]). A weight that broadcasts over the leading
+    dimensions in part only (e.g. [B, 1, C] against [A, B, C]) is expanded to [N, C]."""
+    if value is None:
+        return None
+    check_tensor(name, value, floating=True)
+    if value.device != device:
+        raise ValueError(f"{name} is on {value.device} but the logits are on {device}; move them to the same device")
+    shape = tuple(shape)
+    try:
+        broadcast = torch.broadcast_shapes(tuple(value.shape), shape)
+    except RuntimeError:
+        broadcast = None
+    if broadcast != shape:
+        raise ValueError(f"{name} of shape {list(value.shape)} does not broadcast to the logits' shape "
+                         f"{list(shape)} (it must broadcast to it, as in F.binary_cross_entropy_with_logits)")
+    value = value.detach().to(torch.float32)
+    if not shape:
+        return value.reshape(1, 1).contiguous()
+    value = value.reshape((1,) * (len(shape) - value.dim()) + tuple(value.shape))
+    cols = value.shape[-1]
+    if all(s == 1 for s in value.shape[:-1]):
+        return value.reshape(1, cols).contiguous()
+    return value.expand(*shape[:-1], cols).reshape(-1, cols).contiguous()
+
+
+def bce_reference(logits, targets, weight=None, pos_weight=None, *, focal_gamma=0.0, reduction="mean",
+                  upcast=True):
+    """Readable PyTorch reference (autograd for the gradient), any shape.
+
+    upcast=True (the `torch` backend) computes in fp32; upcast=False keeps the input dtype, which
+    is what plain PyTorch does with fp16/bf16 and what the tests use as the low-precision baseline.
+    """
+    z = logits.float() if upcast else logits
+    t = targets.to(z.dtype)
+    w = None if weight is None else weight.to(z.dtype)
+    pw = None if pos_weight is None else pos_weight.to(z.dtype)
+    if focal_gamma == 0:
+        return F.binary_cross_entropy_with_logits(z, t, weight=w, pos_weight=pw, reduction=reduction)
+    bce = F.binary_cross_entropy_with_logits(z, t, pos_weight=pw, reduction="none")
+    one_minus_pt = t * torch.sigmoid(-z) + (1 - t) * torch.sigmoid(z)
+    loss = one_minus_pt.clamp_min(torch.finfo(z.dtype).tiny).pow(focal_gamma) * bce
+    if w is not None:
+        loss = loss * w
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+# ----------------------------------------------------------------------------- custom-op plumbing
+
+def _fake(logits, targets, weight, pos_weight, focal_gamma, reduction, compute_grad):
+    n, c = logits.shape
+    loss = logits.new_empty((n, c) if reduction == 0 else (), dtype=torch.float32)
+    grad = logits.new_empty((n, c) if compute_grad else (0,))
+    return loss, grad
+
+
+def _fake_inplace(logits, targets, weight, pos_weight, focal_gamma, grad_scale):
+    return logits.new_empty((), dtype=torch.float32)
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(output[1])
+
+
+def _backward(ctx, grad_loss, _grad_of_grad):
+    (grad,) = ctx.saved_tensors
+    return (scale_saved_grad(grad, grad_loss),) + (None,) * 6
+
+
+@torch.library.custom_op("pycmlt::cb_bce_triton", mutates_args=())
+def _cb_bce_triton(
+    logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None, pos_weight: torch.Tensor | None,
+    focal_gamma: float, reduction: int, compute_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    from pycmlt.kernels.bce import cb_bce_rows
+
+    count = logits.numel()
+    grad_scale = 1.0 / count if (reduction == 1 and count > 0) else 1.0
+    loss, grad = cb_bce_rows(logits, targets, weight, pos_weight, focal_gamma, grad_scale,
+                             elementwise=reduction == 0, compute_grad=compute_grad)
+    if reduction == 0:
+        return loss, grad
+    total = loss.sum()
+    return (total / count if reduction == 1 else total), grad
+
+
+@torch.library.custom_op("pycmlt::cb_bce_grad_inplace_triton", mutates_args=("logits",))
+def _cb_bce_grad_inplace_triton(
+    logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None, pos_weight: torch.Tensor | None,
+    focal_gamma: float, grad_scale: float,
+) -> torch.Tensor:
+    """Triton twin of pycmlt::cb_bce_grad_inplace: logits <- grad_scale * d loss / d logits."""
+    from pycmlt.kernels.bce import cb_bce_rows
+
+    partial, _ = cb_bce_rows(logits, targets, weight, pos_weight, focal_gamma, grad_scale, elementwise=False,
+                             compute_grad=True, out=logits)
+    return partial.sum()
+
+
+def _register(qualname: str) -> None:
+    torch.library.register_fake(qualname)(_fake)
+    torch.library.register_autograd(qualname, _backward, setup_context=_setup_context)
+
+
+_register("pycmlt::cb_bce_triton")
+torch.library.register_fake("pycmlt::cb_bce_grad_inplace_triton")(_fake_inplace)
+if _extension.native_available():
+    _register("pycmlt::cb_bce")
+    torch.library.register_fake("pycmlt::cb_bce_grad_inplace")(_fake_inplace)
