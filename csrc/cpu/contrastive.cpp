@@ -426,7 +426,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_grad_cpu(
       }
     });
   }
-  at::Tensor grad_a = at::empty({N, D}, a.options()), grad_b = at::empty({M, D}, b.options());
+  // fp32 inputs: the normalisation backward runs in place on the accumulators (row by row: the
+  // dot product of a row is taken before the row is overwritten), saving an [N + M, D] buffer.
+  const bool in_place = a.scalar_type() == at::kFloat;
+  at::Tensor grad_a = in_place ? ga : at::empty({N, D}, a.options());
+  at::Tensor grad_b = in_place ? gb : at::empty({M, D}, b.options());
   double g_scale = 0.0;
   PYCMLT_DISPATCH_FLOAT_TYPES(a.scalar_type(), "contrastive_grad_finish", [&] {
     g_scale = finish_rows<scalar_t>(pa, ga, normalize, grad_a.data_ptr<scalar_t>());
