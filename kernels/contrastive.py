@@ -25,7 +25,8 @@ NORM_EPS = 1e-12
 
 @triton.jit
 def _dots(A, B, rows64, cols64, row_ok, col_ok, stride_a, stride_b, D,
-          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr):
+          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+          UPCAST: tl.constexpr):
     """[BLOCK_M, BLOCK_N] fp32 tile of raw dot products <a_i, b_j>."""
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, D, BLOCK_K):
@@ -33,6 +34,9 @@ def _dots(A, B, rows64, cols64, row_ok, col_ok, stride_a, stride_b, D,
         k_ok = ks < D
         a = tl.load(A + rows64[:, None] * stride_a + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
         b = tl.load(B + cols64[:, None] * stride_b + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
+        if UPCAST:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
         acc = tl.dot(a, tl.trans(b), acc, input_precision=PRECISION)
     return acc
 
@@ -50,7 +54,7 @@ def _positives(rows, cols, row_ok, col_ok, la, LB, diag, HAS_LABELS: tl.constexp
 @triton.jit
 def _row_stats_kernel(
     A, B, U, V, SCALE_LOG, LA, LB, LSE, POS, N, M, D, stride_a, stride_b, diag,
-    HAS_LABELS: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_LABELS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -69,7 +73,7 @@ def _row_stats_kernel(
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < M
         acc = _dots(A, B, rows64, cols.to(tl.int64), row_ok, col_ok, stride_a, stride_b, D,
-                    BLOCK_M, BLOCK_N, BLOCK_K, PRECISION)
+                    BLOCK_M, BLOCK_N, BLOCK_K, PRECISION, UPCAST)
         v = tl.load(V + cols, mask=col_ok, other=0.0)
         sij = acc * u[:, None] * v[None, :]
         sij = tl.where(col_ok[None, :], sij, float("-inf"))
@@ -88,7 +92,8 @@ def _row_stats_kernel(
 def _row_grad_kernel(
     A, B, U, V, SCALE_LOG, LA, LB, LSE, GLSE, GPOS, CLSE, GCLSE, GCPOS, OUT, N, M, D, stride_a, stride_b, diag,
     HAS_LABELS: tl.constexpr, HAS_ROW: tl.constexpr, HAS_RPOS: tl.constexpr, HAS_COL: tl.constexpr,
-    HAS_CPOS: tl.constexpr, PRECISION: tl.constexpr, GRAD_PRECISION: tl.constexpr, GRAD_LOWP: tl.constexpr,
+    HAS_CPOS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, GRAD_PRECISION: tl.constexpr,
+    GRAD_LOWP: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DO: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
@@ -116,7 +121,8 @@ def _row_grad_kernel(
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < M
         cols64 = cols.to(tl.int64)
-        acc = _dots(A, B, rows64, cols64, row_ok, col_ok, stride_a, stride_b, D, BLOCK_M, BLOCK_N, BLOCK_K, PRECISION)
+        acc = _dots(A, B, rows64, cols64, row_ok, col_ok, stride_a, stride_b, D, BLOCK_M, BLOCK_N, BLOCK_K, PRECISION,
+                    UPCAST)
         v = tl.load(V + cols, mask=col_ok, other=0.0)
         sij = acc * u[:, None] * v[None, :]
         g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -158,14 +164,15 @@ def _config(x: torch.Tensor, d: int):
         dict(num_warps=4, num_stages=2)
 
 
-def _precisions(dtype: torch.dtype):
-    """(dot precision of S, precision of the gradient dot, gradient dot in the input dtype?)."""
-    if dtype == torch.float32:
-        return "ieee", "ieee", False
-    if dtype == torch.bfloat16:
-        return "tf32", "tf32", True
+def _precisions(x: torch.Tensor):
+    """(dot precision of S, upcast the tiles to fp32 first?, precision of the gradient dot, gradient
+    dot in the input dtype?). The CPU interpreter has no bf16 dot: there every dot runs in fp32."""
+    if x.dtype == torch.float32 or _interpreting(x):
+        return "ieee", True, "ieee", False
+    if x.dtype == torch.bfloat16:
+        return "tf32", False, "tf32", True
     # fp16: the gradient tile may be far below fp16's range (1 / (N M) scale); keep it in fp32 (tf32 dot).
-    return "tf32", "tf32", False
+    return "tf32", False, "tf32", False
 
 
 def inverse_norms(x: torch.Tensor, normalize: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -184,12 +191,12 @@ def _row_stats(a, b, u, v, logit_scale, la, lb, diag):
         return lse, pos
     cfg, launch = _config(a, d)
     cfg.pop("BLOCK_DO")
-    precision, _, _ = _precisions(a.dtype)
+    precision, upcast, _, _ = _precisions(a)
     has_labels = la is not None
     grid = (triton.cdiv(n, cfg["BLOCK_M"]),)
     _row_stats_kernel[grid](
         a, b, u, v, logit_scale, la if has_labels else u, lb if has_labels else u, lse, pos, n, m, d,
-        a.stride(0), b.stride(0), diag, HAS_LABELS=has_labels, PRECISION=precision, **cfg, **launch)
+        a.stride(0), b.stride(0), diag, HAS_LABELS=has_labels, PRECISION=precision, UPCAST=upcast, **cfg, **launch)
     return lse, pos
 
 
@@ -219,7 +226,7 @@ def _row_grad(a, b, u, v, logit_scale, la, lb, diag, lse, g_lse, g_pos, clse, g_
     if n == 0 or d == 0 or not (has_row or has_col or g_pos is not None or g_cpos is not None):
         return out
     cfg, launch = _config(a, d)
-    precision, grad_precision, grad_lowp = _precisions(a.dtype)
+    precision, upcast, grad_precision, grad_lowp = _precisions(a)
     has_labels = la is not None
     dummy = u
     grid = (triton.cdiv(n, cfg["BLOCK_M"]), triton.cdiv(d, cfg["BLOCK_DO"]))
@@ -229,7 +236,8 @@ def _row_grad(a, b, u, v, logit_scale, la, lb, diag, lse, g_lse, g_pos, clse, g_
         clse if has_col else dummy, g_clse if has_col else dummy, g_cpos if g_cpos is not None else dummy,
         out, n, m, d, a.stride(0), b.stride(0), diag,
         HAS_LABELS=has_labels, HAS_ROW=has_row, HAS_RPOS=g_pos is not None, HAS_COL=has_col,
-        HAS_CPOS=g_cpos is not None, PRECISION=precision, GRAD_PRECISION=grad_precision, GRAD_LOWP=grad_lowp,
+        HAS_CPOS=g_cpos is not None, PRECISION=precision, UPCAST=upcast, GRAD_PRECISION=grad_precision,
+        GRAD_LOWP=grad_lowp,
         **cfg, **launch)
     return out
 

@@ -86,7 +86,7 @@ struct Prepared {
 Prepared prepare(const at::Tensor& x, bool normalize) {
   Prepared p;
   if (!normalize && x.scalar_type() == at::kFloat && x.is_contiguous()) {
-    p.rows = x;
+    p.rows = x.detach();  // the tile BLAS calls run on worker threads, which do not inherit autograd guards
     return p;
   }
   const at::Tensor xc = x.stride(-1) == 1 ? x : x.contiguous();
@@ -115,6 +115,7 @@ void latin_square(int64_t N, int64_t M, const F& fn) {
   auto bound = [P](int64_t total, int64_t k) { return total * k / P; };
   for (int64_t r = 0; r < P; ++r) {
     at::parallel_for(0, P, 1, [&](int64_t lo, int64_t hi) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;  // thread-local: set on every worker
       for (int64_t t = lo; t < hi; ++t) {
         const int64_t c = (t + r) % P;
         const int64_t r0 = bound(N, t), r1 = bound(N, t + 1), c0 = bound(M, c), c1 = bound(M, c + 1);
@@ -319,7 +320,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_stats_cpu
     const std::optional<at::Tensor>& labels_a, const std::optional<at::Tensor>& labels_b, int64_t diag_offset,
     bool normalize, bool col_stats) {
   check_pair(a, b, labels_a, labels_b, logit_scale);
-  at::NoGradGuard no_grad;
+  at::AutoDispatchBelowADInplaceOrView below_autograd;  // tile BLAS calls on (views of) the inputs
   const float s = static_cast<float>(std::exp(logit_scale.to(at::kDouble).item<double>()));
   const Prepared pa = prepare(a, normalize), pb = prepare(b, normalize);
   const at::Tensor la = labels_long(labels_a), lb = labels_long(labels_b);
@@ -358,6 +359,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_stats_cpu
       // Rows only: no column is shared, so row tiles are independent.
       const int64_t tiles = (N + kRowTile - 1) / kRowTile;
       at::parallel_for(0, tiles, 1, [&](int64_t lo, int64_t hi) {
+        at::AutoDispatchBelowADInplaceOrView below_autograd;
         for (int64_t t = lo; t < hi; ++t) run_block(t * kRowTile, std::min(N, (t + 1) * kRowTile), 0, M, false);
       });
     }
@@ -381,7 +383,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_grad_cpu(
     const std::optional<at::Tensor>& grad_row_lse, const std::optional<at::Tensor>& grad_row_pos,
     const std::optional<at::Tensor>& grad_col_lse, const std::optional<at::Tensor>& grad_col_pos) {
   check_pair(a, b, labels_a, labels_b, logit_scale);
-  at::NoGradGuard no_grad;
+  at::AutoDispatchBelowADInplaceOrView below_autograd;  // tile BLAS calls on (views of) the inputs
   const int64_t N = a.size(0), M = b.size(0), D = a.size(1);
   const auto f32 = a.options().dtype(at::kFloat);
   auto vec = [&](const std::optional<at::Tensor>& t, int64_t n, const char* name) -> at::Tensor {

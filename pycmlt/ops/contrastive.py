@@ -253,7 +253,8 @@ def _check_labels(labels, b_labels, a, b, gather):
                              f"rows, got N={n} and M={m}; pass labels (and b_labels) for supervised positives")
         return None, None
     check_tensor("labels", labels, integer=True)
-    if b_labels is None:
+    shared = b_labels is None
+    if shared:
         b_labels = labels
     else:
         check_tensor("b_labels", b_labels, integer=True)
@@ -261,7 +262,7 @@ def _check_labels(labels, b_labels, a, b, gather):
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape [{n}] (one label per row of a), got {list(labels.shape)}")
     if b_labels.shape != (m,):
-        what = "b_labels" if b_labels is not labels else "labels (used for b since b_labels is None)"
+        what = "labels (used for b since b_labels is None)" if shared else "b_labels"
         raise ValueError(f"{what} must have shape [{m}] (one label per row of b), got {list(b_labels.shape)}")
     return labels.to(torch.int64).contiguous(), b_labels.to(torch.int64).contiguous()
 
@@ -331,16 +332,19 @@ def _grad_fake(a, b, logit_scale, labels_a, labels_b, diag_offset, normalize, ro
 
 
 def _stats_setup_context(ctx, inputs, output):
-    a, b, logit_scale, labels_a, labels_b, diag_offset, normalize, _ = inputs
+    a, b, logit_scale, labels_a, labels_b, diag_offset, normalize, col_stats = inputs
     ctx.save_for_backward(a, b, logit_scale, labels_a, labels_b, output[0], output[2])
     ctx.diag_offset = diag_offset
     ctx.normalize = normalize
+    ctx.col_stats = col_stats
     ctx.set_materialize_grads(False)
 
 
 def _make_stats_backward(grad_op_name: str):
     def backward(ctx, g_row_lse, g_row_pos, g_col_lse, g_col_pos):
         a, b, logit_scale, labels_a, labels_b, row_lse, col_lse = ctx.saved_tensors
+        if not ctx.col_stats:  # the [0]-shaped column outputs carry no gradient
+            g_col_lse = g_col_pos = None
         if g_row_lse is None and g_row_pos is None and g_col_lse is None and g_col_pos is None:
             return (None,) * 8
         grad_op = getattr(torch.ops.pycmlt, grad_op_name)
