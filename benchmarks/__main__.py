@@ -6,10 +6,10 @@ import sys
 
 import torch
 
-from benchmarks import ce
+from benchmarks import alignment, ce, contrastive
 from benchmarks.harness import write_results
 
-SUITES = {"ce": ce.run}
+SUITES = {"ce": ce.run, "contrastive": contrastive.run, "alignment": alignment.run}
 
 
 def main(argv=None) -> int:
