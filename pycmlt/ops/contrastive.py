@@ -171,9 +171,9 @@ def contrastive_reference(a, b, labels=None, b_labels=None, logit_scale=DEFAULT_
         pos = labels[:, None] == (labels if b_labels is None else b_labels)[None, :]
     if class_weight is not None and not upcast:
         class_weight = class_weight.to(x.dtype)
-    parts = [_reference_direction(s, pos, labels, class_weight)]
+    parts = [_reference_direction(s, pos, 1, labels, class_weight)]
     if symmetric:
-        parts.append(_reference_direction(s.T, pos.T, labels if b_labels is None else b_labels, class_weight))
+        parts.append(_reference_direction(s, pos, 0, labels if b_labels is None else b_labels, class_weight))
     half = 0.5 if symmetric else 1.0
     if reduction == "none":
         loss = torch.cat([half * w * l for l, w, _ in parts])
@@ -190,12 +190,13 @@ def contrastive_reference(a, b, labels=None, b_labels=None, logit_scale=DEFAULT_
     return ContrastiveOutput(loss, parts[0][2], no_col)
 
 
-def _reference_direction(s, pos, anchor_labels, class_weight):
-    """Per-anchor loss, weight (0 without a positive) and the number of anchors without a positive."""
-    n_pos = pos.sum(1)
+def _reference_direction(s, pos, dim, anchor_labels, class_weight):
+    """Anchors along `dim` of S (1: rows, image -> text; 0: columns, text -> image): per-anchor loss,
+    weight (0 without a positive) and the number of anchors without a positive."""
+    n_pos = pos.sum(dim)
     has_pos = n_pos > 0
-    log_p = s.log_softmax(dim=1)
-    loss = -torch.where(pos, log_p, 0.0).sum(1) / n_pos.clamp_min(1)
+    log_p = s.log_softmax(dim=dim)
+    loss = -torch.where(pos, log_p, 0.0).sum(dim) / n_pos.clamp_min(1)
     w = class_weight[anchor_labels] if class_weight is not None else torch.ones_like(loss)
     return torch.where(has_pos, loss, 0.0), torch.where(has_pos, w, 0.0), (~has_pos).sum()
 
