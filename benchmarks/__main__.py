@@ -6,10 +6,11 @@ import sys
 
 import torch
 
-from benchmarks import bce, ce, fused_linear
+from benchmarks import alignment, bce, ce, contrastive, fused_linear
 from benchmarks.harness import write_results
 
-SUITES = {"ce": ce.run, "bce": bce.run, "fused-linear": fused_linear.run}
+SUITES = {"ce": ce.run, "bce": bce.run, "fused-linear": fused_linear.run, "contrastive": contrastive.run,
+          "alignment": alignment.run}
 
 
 def main(argv=None) -> int:

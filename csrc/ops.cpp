@@ -38,4 +38,23 @@ TORCH_LIBRARY(pycmlt, m) {
   m.def(
       "cb_bce_grad_inplace(Tensor(a!) logits, Tensor targets, Tensor? weight, Tensor? pos_weight, "
       "float focal_gamma, float grad_scale) -> Tensor");
+
+  // Cross-modal contrastive statistics (DESIGN 2.3), streamed over tiles of S = exp(logit_scale) *
+  // normalize(a) @ normalize(b)^T, never holding the N x M matrix. Positives: labels_a[i] == labels_b[j]
+  // or, without labels, j == i + diag_offset. Returns fp32 (row_lse [N], row_pos [N], col_lse, col_pos)
+  // with col_* of shape [M] when col_stats else [0]: lse = log-sum-exp, pos = sum of S over positives.
+  m.def(
+      "contrastive_stats(Tensor a, Tensor b, Tensor logit_scale, Tensor? labels_a, Tensor? labels_b, "
+      "int diag_offset, bool normalize, bool col_stats) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Backward of contrastive_stats: tiles recomputed; the four optional tensors are the incoming
+  // gradients of its outputs (None = zero). Returns (grad_a, grad_b, grad_logit_scale fp32 []).
+  m.def(
+      "contrastive_grad(Tensor a, Tensor b, Tensor logit_scale, Tensor? labels_a, Tensor? labels_b, "
+      "int diag_offset, bool normalize, Tensor row_lse, Tensor col_lse, Tensor? grad_row_lse, "
+      "Tensor? grad_row_pos, Tensor? grad_col_lse, Tensor? grad_col_pos) -> (Tensor, Tensor, Tensor)");
+  // Alignment loss (DESIGN 2.4) fused with the normalisation; kind 0 = 1 - cos, 1 = squared distance.
+  // Returns (loss fp32: [N] or [], d loss / d a: [N, D] or [0], d loss / d b: [N, D] or [0]).
+  m.def(
+      "alignment(Tensor a, Tensor b, int kind, bool normalize, int reduction, bool grad_a, bool grad_b) "
+      "-> (Tensor, Tensor, Tensor)");
 }

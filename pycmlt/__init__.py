@@ -1,10 +1,11 @@
 """pycmlt: long-tailed image classification with descriptional words as privileged information
 (CMLTNet), built on fused long-tail and cross-modal loss kernels (C++, CUDA, Triton)."""
-from pycmlt import nn, ops, schedules
+from pycmlt import distributed, nn, ops, schedules
 from pycmlt.ops import class_balanced_weights, ldam_margins
 
 __version__ = "0.1.0"
-__all__ = ["nn", "ops", "schedules", "class_balanced_weights", "ldam_margins", "train", "TrainConfig", "__version__"]
+__all__ = ["distributed", "nn", "ops", "schedules", "class_balanced_weights", "ldam_margins", "train", "TrainConfig",
+           "__version__"]
 
 
 def __getattr__(name):
@@ -14,3 +15,8 @@ def __getattr__(name):
 
         return getattr(training, name)
     raise AttributeError(f"module 'pycmlt' has no attribute {name!r}")
+from pycmlt import distributed, nn, ops
+from pycmlt.ops import class_balanced_weights, ldam_margins
+
+__version__ = "0.1.0"
+__all__ = ["distributed", "nn", "ops", "class_balanced_weights", "ldam_margins", "__version__"]

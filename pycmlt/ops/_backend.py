@@ -78,8 +78,11 @@ def use_backend(name: str):
         set_default_backend(previous)
 
 
-def resolve(backend: str, tensor: torch.Tensor, op: str) -> str:
-    """The concrete backend for `op` on `tensor`, or a ValueError saying why `backend` can't run."""
+def resolve(backend: str, tensor: torch.Tensor, op: str, *, gpu_preference: tuple[str, ...] | None = None) -> str:
+    """The concrete backend for `op` on `tensor`, or a ValueError saying why `backend` can't run.
+
+    gpu_preference: an op's own order of the GPU backends for `auto` (default: cuda, then triton).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
     device = tensor.device
@@ -90,7 +93,10 @@ def resolve(backend: str, tensor: torch.Tensor, op: str) -> str:
             return _default
         if tensor.dtype not in KERNEL_DTYPES:
             return "torch"
-        choice = available_backends(device)[0]
+        found = available_backends(device)
+        choice = found[0]
+        if gpu_preference and device.type == "cuda":
+            choice = next((b for b in gpu_preference if b in found), choice)
         # The Triton interpreter is a correctness tool, never an automatic choice on the CPU.
         return "torch" if (choice == "triton" and device.type == "cpu") else choice
     if backend != "torch":
