@@ -6,11 +6,11 @@ import sys
 
 import torch
 
-from benchmarks import alignment, bce, ce, contrastive, fused_linear
+from benchmarks import alignment, bce, ce, contrastive, fused_linear, index
 from benchmarks.harness import write_results
 
 SUITES = {"ce": ce.run, "bce": bce.run, "fused-linear": fused_linear.run, "contrastive": contrastive.run,
-          "alignment": alignment.run}
+          "alignment": alignment.run, "index": index.run}
 
 
 def main(argv=None) -> int:
@@ -27,8 +27,9 @@ def main(argv=None) -> int:
     for name in (sorted(SUITES) if args.suite == "all" else [args.suite]):
         result = SUITES[name](device, quick=args.quick)
         suffix = "-quick" if args.quick else ""
-        json_path, md_path = write_results(name + suffix, device, result.pop("cases"), out_dir=args.out,
-                                           extra=result)
+        cases, render = result.pop("cases"), result.pop("render", None)
+        json_path, md_path = write_results(name + suffix, device, cases, out_dir=args.out, extra=result,
+                                           render=render)
         print(md_path.read_text())
         print(f"wrote {json_path} and {md_path}")
     return 0

@@ -246,8 +246,10 @@ def _div(a, b):
 
 
 def write_results(name: str, device: torch.device, cases: list[dict], *, out_dir: Path | None = None,
-                  extra: dict | None = None) -> tuple[Path, Path]:
-    """benchmarks/results/<name>-<device kind>.json and .md; returns both paths."""
+                  extra: dict | None = None,
+                  render: Callable[[dict], str] | None = None) -> tuple[Path, Path]:
+    """benchmarks/results/<name>-<device kind>.json and .md; returns both paths. `render` turns the
+    payload into the markdown (default: the loss fwd/bwd table of markdown_report)."""
     out_dir = Path(out_dir or RESULTS_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
     machine = machine_info(device)
@@ -256,7 +258,7 @@ def write_results(name: str, device: torch.device, cases: list[dict], *, out_dir
     json_path = out_dir / f"{stem}.json"
     json_path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
     md_path = out_dir / f"{stem}.md"
-    md_path.write_text(markdown_report(payload))
+    md_path.write_text((render or markdown_report)(payload))
     return json_path, md_path
 
 
