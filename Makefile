@@ -31,7 +31,7 @@ test: $(BUILD_STAMP)
 	@scripts/ensure_emoji_packages.sh || echo "warning: emoji-lt packages unavailable; the emoji-lt tests will be skipped"
 	$(PY) -m pytest tests -q
 
-demo: $(BUILD_STAMP)
+demo: $(BUILD_STAMP) emoji-packages
 	$(PY) -m pycmlt demo
 
 bench: $(BUILD_STAMP)

@@ -12,6 +12,7 @@ COMMANDS = {
     "compare": "compare",
     "demo": "demo",
     "data": "data",
+    "words": "words",
 }
 
 

@@ -105,5 +105,42 @@ class CMLTNet(nn.Module):
                 out.z_t = self.project_text(h_t)
         return out
 
+    def word_index(self, vocab=None):
+        """A FAISS index (pycmlt.index.WordIndex, cosine) over the current word-embedding table E,
+        rebuilt only when E has changed since the last call."""
+        from pycmlt.index import WordIndex
+
+        vocab = list(vocab if vocab is not None else self._require_vocab())
+        table = self.word_table
+        key = (table.data_ptr(), table._version, tuple(vocab))
+        if getattr(self, "_index_key", None) != key:
+            if len(vocab) != table.shape[0]:
+                raise ValueError(f"vocab has {len(vocab)} words but the word table has {table.shape[0]} rows")
+            self._index = WordIndex(vocab, table.detach().float().cpu())
+            self._index_key = key
+        return self._index
+
+    @torch.no_grad()
+    def infer_words(self, images: torch.Tensor, k: int = 5, vocab=None) -> list[list[tuple[str, float]]]:
+        """The k words nearest to each image in the learned word space, with their cosine scores.
+        Needs only the images (words are privileged information); vocab defaults to `self.vocab`."""
+        was_training = self.training
+        self.eval()
+        try:
+            s = self.semantic(images)
+        finally:
+            self.train(was_training)
+        index = self.word_index(vocab)
+        scores, ids = index.search(s.float().cpu(), k)
+        return [[(index.words[i], float(v)) for i, v in zip(row_ids.tolist(), row_scores.tolist()) if i >= 0]
+                for row_ids, row_scores in zip(ids, scores)]
+
+    def _require_vocab(self):
+        vocab = getattr(self, "vocab", None)
+        if vocab is None:
+            raise ValueError("pass vocab=[...] (the training vocabulary) or load the model with "
+                             "pycmlt.load_model, which attaches it")
+        return vocab
+
     def to_dict(self) -> dict:
         return asdict(self.config)

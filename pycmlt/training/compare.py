@@ -66,9 +66,9 @@ def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], 
             vals = [r[key] for r in results if r.get(key) is not None]
             means[variant][key] = float(np.mean(vals)) if vals else None
             stds[variant][key] = float(np.std(vals)) if len(vals) > 1 else None
-        recalls = [r["words"]["recall"] for r in results if "words" in r]
-        if recalls:
-            means[variant]["words"] = {"recall": {k: float(np.mean([rc[k] for rc in recalls])) for k in recalls[0]}}
+        words = [r["words"] for r in results if "words" in r]
+        if words:
+            means[variant]["words"] = {k: float(np.mean([w[k] for w in words])) for k in words[0]}
         if first.get("kind") == "single-label":
             stacked = np.array([[np.nan if v is None else v for v in r["per_class"]] for r in results], dtype=float)
             per_class[variant] = [None if np.isnan(v) else float(v) for v in np.nanmean(stacked, axis=0)]

@@ -56,6 +56,7 @@ class TrainConfig:
     weight_decay: float = 2e-4
     warmup_epochs: int = 2
     augment: bool = True
+    channels_last: bool = True            # NHWC convolutions (about 20% faster on CPU)
     # run
     seed: int = 0
     device: str = "auto"

@@ -41,11 +41,10 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, train_cou
 
 def word_inference_metrics(model: CMLTNet, semantic: torch.Tensor, true_words: list[list[int]], vocab: list[str],
                            ks=(1, 5, 10)) -> dict:
-    """Recall@k and mAP of the nearest words of s in the learned word space (FAISS index)."""
-    from pycmlt.eval.word_metrics import word_retrieval_metrics
-    from pycmlt.index import WordIndex
-
-    index = WordIndex(vocab, model.word_table.detach().float().cpu())
+    """Recall@k, precision@k and mAP of the nearest words of s in the learned word space (FAISS
+    index, cosine) against each test image's own words; images without words are excluded."""
+    from pycmlt.eval.word_metrics import word_inference_metrics
+    index = model.word_index(vocab)
     k = min(max(ks), len(vocab))
     _, ids = index.search(semantic, k)
-    return word_retrieval_metrics(ids, true_words, ks=[x for x in ks if x <= k])
+    return word_inference_metrics(ids, true_words, ks=[x for x in ks if x <= k], num_words=len(vocab)).as_dict()

@@ -131,17 +131,16 @@ def _word_vectors(config: TrainConfig, vocab: list[str]) -> torch.Tensor | None:
         return None
     from pycmlt.text import pretrained_word_vectors
 
-    vectors = torch.as_tensor(pretrained_word_vectors(vocab, source=config.word_vectors), dtype=torch.float32)
-    if vectors.shape[1] != config.word_dim:  # project to the configured width with a fixed random map
-        g = torch.Generator().manual_seed(config.seed)
-        vectors = vectors @ (torch.randn(vectors.shape[1], config.word_dim, generator=g) / vectors.shape[1] ** 0.5)
-    return vectors * (config.word_dim ** -0.5) / vectors.std().clamp_min(1e-6)
+    # Unit-norm rows, like the table's own initialisation (std e^-1/2 per coordinate); PCA to word_dim.
+    return pretrained_word_vectors(list(vocab), source=config.word_vectors, dim=config.word_dim)
 
 
 def _first_stage(config, train_set, class_counts, vocab, multi_label, device, ctx, collate, checkpoint_path, resume):
     mcfg = model_config(config, len(train_set.classes), len(vocab))
     torch.manual_seed(config.seed)
     model = CMLTNet(mcfg, word_vectors=_word_vectors(config, vocab)).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     word_counts = torch.as_tensor(train_set.word_counts, dtype=torch.float32) if mcfg.use_infer else None
     objective = CMLTNetObjective(config, model, class_counts, word_counts, multi_label,
                                  gather=ctx.enabled).to(device)
@@ -181,6 +180,7 @@ def _first_stage(config, train_set, class_counts, vocab, multi_label, device, ct
 def _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, device, ctx, set_mode=None) -> dict:
     (set_mode or wrapped.train)()
     gen = epoch_generator(config.seed, epoch, stream=1 + ctx.rank)
+    flip = loader.dataset.meta.get("flip_ok", True)
     steps = len(loader)
     totals, seen, start = {}, 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (config.progress and ctx.is_main),
@@ -192,7 +192,9 @@ def _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, de
             group["lr"] = cosine_lr(config.lr, epoch + step / max(1, steps), config.epochs, config.warmup_epochs)
         images = batch.images.to(device, non_blocking=True)
         if config.augment:
-            images = augment_batch(images, generator=gen)
+            images = augment_batch(images, generator=gen, flip=flip)
+        if config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         labels = batch.labels.to(device)
         word_ids, word_mask = batch.word_ids.to(device), batch.word_mask.to(device)
         out = wrapped(images, word_ids, word_mask)
@@ -231,6 +233,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CM
     state = ckpt.load(path)
     model = CMLTNet(CMLTNetConfig(**state["model_config"]))
     model.load_state_dict(state["state_dict"])
+    model.vocab = list(state["vocab"])
+    model.classes = list(state["classes"])
     return model.to(device).eval(), state
 
 
@@ -238,7 +242,9 @@ def save_model(model: CMLTNet, path: Path, config: TrainConfig, train_set) -> No
     ckpt.atomic_save({"format": ckpt.FORMAT, "model_config": model.to_dict(), "state_dict": model.state_dict(),
                       "classes": list(train_set.classes), "vocab": list(train_set.vocab),
                       "class_counts": torch.as_tensor(train_set.class_counts).tolist(),
-                      "multi_label": bool(train_set.multi_label), "train_config": config.to_dict()}, path)
+                      "multi_label": bool(train_set.multi_label), "train_config": config.to_dict(),
+                      "image": {"size": train_set.image_size, "mean": list(train_set.mean),
+                                "std": list(train_set.std)}}, path)
 
 
 def _second_stage(config, train_set, class_counts, multi_label, device, ctx, collate, checkpoint_path, resume):

@@ -53,7 +53,7 @@ class ClassificationLoss(nn.Module):
                 raise ValueError(f"method {self.recipe!r} is defined for single-label data only; "
                                  f"multi-label data supports {MULTI_LABEL_LOSSES}")
             kw = dict(beta=config.beta, focal_gamma=config.focal_gamma) if self.recipe == "cb-focal" else {}
-            self.criterion = pycmlt.nn.ClassBalancedBCE(counts, **kw)
+            self.criterion = pycmlt.nn.ClassBalancedBCE(counts if kw else None, **kw)
             return
         kw = {}
         if self.recipe == "cb-focal":
@@ -64,11 +64,10 @@ class ClassificationLoss(nn.Module):
                                                                     start_epoch=drw_start(config)))
         elif self.recipe == "balanced-softmax":
             kw = dict(logit_adjust_tau=1.0)
-        self.criterion = pycmlt.nn.ClassBalancedCrossEntropy(counts, **kw)
+        self.criterion = pycmlt.nn.ClassBalancedCrossEntropy(counts if kw else None, **kw)
 
     def update(self, epoch: int) -> None:
-        if hasattr(self.criterion, "update"):
-            self.criterion.update(epoch)
+        self.criterion.update(epoch)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.criterion(logits, labels)

@@ -34,15 +34,15 @@ class CMLTNetObjective(nn.Module):
         super().__init__()
         self.config = config
         self.multi_label = multi_label
-        self.gather = gather
         self.classification = ClassificationLoss(config, class_counts, multi_label)
         mc = model.config
         self.use_align = mc.use_align and not classification_only
         self.use_infer = mc.use_infer and not classification_only
-        self.register_buffer("class_counts", class_counts.clamp_min(1).float())
         if self.use_align:
+            supervised = not multi_label  # same label = positive; multi-label data pairs each image with its own words
             self.contrastive = pycmlt.nn.CrossModalContrastiveLoss(
-                logit_scale=math.log(1.0 / config.align_temperature), learnable=False)
+                class_counts if supervised else None, beta=config.beta if supervised else None,
+                logit_scale=math.log(1.0 / config.align_temperature), learnable_scale=False, gather=gather)
         if self.use_infer:
             if word_counts is None:
                 raise ValueError("cross-modal inference needs the training word counts")
@@ -59,10 +59,7 @@ class CMLTNetObjective(nn.Module):
         if has is not None and (self.use_align or self.use_infer):
             if self.use_align and out.z_v is not None:
                 a, b = out.z_v[has], out.z_t[has]
-                kwargs = {}
-                if not self.multi_label:  # supervised: every same-label pair is a positive
-                    kwargs = dict(labels=labels[has], class_counts=self.class_counts, beta=self.config.beta)
-                parts["align"] = self.contrastive(a, b, gather=self.gather, **kwargs)
+                parts["align"] = self.contrastive(a, b, None if self.multi_label else labels[has])
                 total = total + self.config.lambda_align * parts["align"]
             if self.use_infer:
                 s = out.s[has]

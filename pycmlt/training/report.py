@@ -20,7 +20,8 @@ def format_metrics_table(results: dict[str, dict], stds: dict[str, dict] | None 
     """Markdown table, one row per method (values in %); optional ± std per cell."""
     first = next(iter(results.values()))
     cols = ML_COLUMNS if first.get("kind") == "multi-label" else COLUMNS
-    word_ks = sorted({k for m in results.values() for k in m.get("words", {}).get("recall", {})}, key=int)
+    word_ks = sorted({int(k.split("@")[1]) for m in results.values() for k in m.get("words", {})
+                      if k.startswith("recall@")})
     header = ["method"] + [name for _, name in cols] + [f"word R@{k}" for k in word_ks]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
     for method, m in results.items():
@@ -32,7 +33,7 @@ def format_metrics_table(results: dict[str, dict], stds: dict[str, dict] | None 
                 cell += f" ± {100 * sd[key]:.1f}"
             cells.append(cell)
         for k in word_ks:
-            cells.append(_pct(m.get("words", {}).get("recall", {}).get(k)))
+            cells.append(_pct(m.get("words", {}).get(f"recall@{k}")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
