@@ -128,6 +128,30 @@ def test_compare_and_eval_cli(tmp_path):
     assert json.loads(res.stdout)["top1"] == read_metrics(out / "ce" / "seed0")["top1"]
 
 
+def test_words_cli_and_tensorboard_scalars(tmp_path):
+    from PIL import Image
+
+    from pycmlt.data import build_dataset
+
+    result = pycmlt.train(tiny_config(tmp_path, method="cmltnet", semantic_head=True, tensorboard=True,
+                                      eval_every=1, epochs=2))
+    assert list((result.out_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert "eval" in result.history[0] and "top1" in result.history[0]["eval"]
+    test_set = build_dataset("synthetic", "test", image_size=16, **TINY_DATA)
+    image_path = tmp_path / "example.png"
+    Image.fromarray(test_set.raw_image(0).permute(1, 2, 0).numpy()).save(image_path)
+    res = subprocess.run(_cli("words", "--checkpoint", str(result.out_dir), str(image_path), "-k", "3",
+                              "--test-examples", "2"), capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == str(image_path) and lines[1].startswith("  inferred: ") and lines[1].count("(") == 3
+    assert sum(line.startswith("  true:") for line in lines) == 2
+    model, _ = load_model(result.out_dir)
+    inferred = model.infer_words(test_set[0].image[None], k=4)
+    assert len(inferred[0]) == 4 and all(w in model.vocab for w, _ in inferred[0])
+    assert [w for w, _ in inferred[0]][:3] == [part.split(" (")[0] for part in lines[1][12:].split(", ")]
+
+
 def test_ddp_on_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

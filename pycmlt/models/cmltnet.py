@@ -4,9 +4,11 @@ Words are privileged information: only training uses them; inference needs image
 With CMA, CMI and fusion all off, the model is the plain image baseline."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pycmlt.models.backbones import build_backbone
@@ -30,6 +32,8 @@ class CMLTNetConfig:
     fusion: str = "concat"       # "concat" | "gated"
     classifier: str = "linear"   # "linear" | "cosine"
     cosine_scale: float = 1.0
+    semantic_head: bool = False  # add cosine logits between s and class prototypes in the word space
+    semantic_scale: float = 10.0 # initial scale of those logits (learned)
 
     def __post_init__(self):
         if self.num_classes < 1:
@@ -38,6 +42,8 @@ class CMLTNetConfig:
             raise ValueError("use_align / use_infer need a vocabulary (vocab_size >= 1)")
         if self.use_fuse and not self.use_infer:
             raise ValueError("use_fuse needs use_infer: fusion consumes the inferred semantic vector s")
+        if self.semantic_head and not self.use_infer:
+            raise ValueError("semantic_head needs use_infer: it scores the inferred semantic vector s")
 
 
 @dataclass
@@ -53,8 +59,27 @@ class CMLTNetOutput:
     extras: dict = field(default_factory=dict)
 
 
+def class_word_profile(word_lists, labels, num_classes: int, vocab_size: int) -> torch.Tensor:
+    """[C, |V|] description of each class by its training images' words: the fraction of the class's
+    images carrying each word, times the word's inverse class frequency log(C / classes using it),
+    rows normalised to sum to 1. labels: [N] class ids or [N, C] multi-hot."""
+    labels = torch.as_tensor(labels)
+    multi_hot = labels.float() if labels.dim() == 2 else F.one_hot(labels.long(), num_classes).float()
+    words = torch.zeros(len(word_lists), vocab_size)
+    for i, ids in enumerate(word_lists):
+        if len(ids):
+            words[i, torch.as_tensor(ids, dtype=torch.long)] = 1.0
+    tf = (multi_hot.t() @ words) / multi_hot.sum(0).clamp_min(1).unsqueeze(1)
+    idf = torch.log(num_classes / (tf > 0).sum(0).clamp_min(1).float())
+    profile = tf * idf
+    return profile / profile.sum(1, keepdim=True).clamp_min(1e-12)
+
+
 class CMLTNet(nn.Module):
-    def __init__(self, config: CMLTNetConfig, *, word_vectors: torch.Tensor | None = None):
+    def __init__(self, config: CMLTNetConfig, *, word_vectors: torch.Tensor | None = None,
+                 class_words: torch.Tensor | None = None):
+        """word_vectors: optional initial word table [|V|, e]; class_words: [C, |V|] class word
+        profiles (class_word_profile), required with semantic_head."""
         super().__init__()
         self.config = config
         self.visual = build_backbone(config.backbone, weights=config.backbone_weights)
@@ -71,6 +96,14 @@ class CMLTNet(nn.Module):
         self.fusion = Fusion(fv, config.word_dim, config.fusion) if config.use_fuse else None
         in_features = self.fusion.out_features if self.fusion is not None else fv
         self.classifier = build_classifier(config.classifier, in_features, config.num_classes, config.cosine_scale)
+        if config.semantic_head:
+            if class_words is None:
+                class_words = torch.zeros(config.num_classes, config.vocab_size)  # filled by load_state_dict
+            if class_words.shape != (config.num_classes, config.vocab_size):
+                raise ValueError(f"class_words must have shape [{config.num_classes}, {config.vocab_size}], "
+                                 f"got {tuple(class_words.shape)}")
+            self.register_buffer("class_words", class_words.float())
+            self.semantic_log_scale = nn.Parameter(torch.tensor(math.log(config.semantic_scale)))
 
     @property
     def word_table(self) -> torch.Tensor:
@@ -85,9 +118,19 @@ class CMLTNet(nn.Module):
             raise RuntimeError("this model has no cross-modal inference module (use_infer=False)")
         return self.phi(self.visual(images))
 
+    def class_prototypes(self) -> torch.Tensor:
+        """[C, e] each class's point in the word space: its word profile applied to the word table."""
+        return self.class_words @ self.word_table
+
     def classify(self, h_v: torch.Tensor, s: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.fusion(h_v, s) if self.fusion is not None else h_v
-        return self.classifier(features), features
+        logits = self.classifier(features)
+        if self.config.semantic_head:
+            # Classes are also recognised through their descriptions: a tail class seen in few images
+            # still has a word profile, and phi (trained on every class's images) maps into that space.
+            semantic = F.normalize(s, dim=1) @ F.normalize(self.class_prototypes(), dim=1).t()
+            logits = logits + self.semantic_log_scale.exp() * semantic
+        return logits, features
 
     def forward(self, images: torch.Tensor, word_ids: torch.Tensor | None = None,
                 word_mask: torch.Tensor | None = None) -> CMLTNetOutput:

@@ -44,6 +44,7 @@ class TrainConfig:
     word_dim: int = 128
     word_vectors: str = "none"            # "none" | "minilm" (pretrained initialisation of the word table)
     fusion: str = "concat"
+    semantic_head: bool = False           # also score s against class prototypes in the word space
     text_pooling: str = "mean"
     # model and optimisation
     backbone: str = "resnet32"

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 import pycmlt
 from pycmlt.data.transforms import augment_batch
-from pycmlt.models import CMLTNet, CMLTNetConfig, tau_normalize_
+from pycmlt.models import CMLTNet, CMLTNetConfig, class_word_profile, tau_normalize_
 from pycmlt.models.heads import build_classifier
 from pycmlt.training import checkpoint as ckpt
 from pycmlt.training import distributed as dist_utils
@@ -25,6 +25,7 @@ from pycmlt.training.evaluate import classification_metrics, predict, word_infer
 from pycmlt.training.methods import cosine_lr, evaluation_logits, model_config
 from pycmlt.training.objective import CMLTNetObjective
 from pycmlt.training.report import format_metrics_table, write_metrics
+from pycmlt.training.scalars import ScalarLog
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -80,8 +81,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
             model, history = _second_stage(config, train_set, class_counts, multi_label, device, ctx, collate,
                                            checkpoint_path, resume)
         else:
-            model, history = _first_stage(config, train_set, class_counts, vocab, multi_label, device, ctx, collate,
-                                          checkpoint_path, resume)
+            model, history = _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, device,
+                                          ctx, collate, checkpoint_path, resume)
         metrics = {}
         if ctx.is_main:
             raw = model.module if hasattr(model, "module") else model
@@ -135,10 +136,13 @@ def _word_vectors(config: TrainConfig, vocab: list[str]) -> torch.Tensor | None:
     return pretrained_word_vectors(list(vocab), source=config.word_vectors, dim=config.word_dim)
 
 
-def _first_stage(config, train_set, class_counts, vocab, multi_label, device, ctx, collate, checkpoint_path, resume):
+def _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, device, ctx, collate, checkpoint_path,
+                 resume):
     mcfg = model_config(config, len(train_set.classes), len(vocab))
     torch.manual_seed(config.seed)
-    model = CMLTNet(mcfg, word_vectors=_word_vectors(config, vocab)).to(device)
+    class_words = (class_word_profile(train_set.word_id_lists(), train_set.targets, mcfg.num_classes, len(vocab))
+                   if mcfg.semantic_head else None)
+    model = CMLTNet(mcfg, word_vectors=_word_vectors(config, vocab), class_words=class_words).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     word_counts = torch.as_tensor(train_set.word_counts, dtype=torch.float32) if mcfg.use_infer else None
@@ -161,19 +165,23 @@ def _first_stage(config, train_set, class_counts, vocab, multi_label, device, ct
     sampler = _sampler(config, train_set, ctx, config.class_balanced_sampling)
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=config.num_workers, drop_last=len(sampler) > config.batch_size)
+    scalars = ScalarLog(config.out_dir, config.tensorboard and ctx.is_main)
     for epoch in range(start_epoch, config.epochs):
         objective.update(epoch)
         sampler.set_epoch(epoch)
         log = _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, device, ctx)
+        log["lr"] = optimizer.param_groups[0]["lr"]
         history.append(log)
         if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs and ctx.is_main:
-            log["eval"] = _quick_eval(model, config, train_set, class_counts, multi_label, device, collate)
+            log["eval"] = _quick_eval(model, config, test_set, class_counts, multi_label, device, collate)
+        scalars.epoch(log)
         if ctx.is_main:
             ckpt.atomic_save({"format": ckpt.FORMAT, "epoch": epoch + 1, "model": model.state_dict(),
                               "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
                               "rng": ckpt.rng_state(), "history": history, "config": config.to_dict()},
                              checkpoint_path)
         ctx.barrier()
+    scalars.close()
     return wrapped, history
 
 
@@ -218,6 +226,7 @@ def _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, de
 
 
 def _quick_eval(model, config, dataset, class_counts, multi_label, device, collate) -> dict:
+    """Test-split accuracy during training (eval_every): for watching a run, never for choosing one."""
     logits, labels, _, _ = predict(model, dataset, batch_size=256, device=device, collate=collate, progress=False)
     m = classification_metrics(evaluation_logits(config, logits, class_counts), labels, class_counts, multi_label)
     return {k: m[k] for k in ("top1", "many", "medium", "few", "mAP") if k in m}

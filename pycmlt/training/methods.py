@@ -37,7 +37,7 @@ def model_config(config: TrainConfig, num_classes: int, vocab_size: int) -> CMLT
         num_classes=num_classes, vocab_size=vocab_size if cmlt else 0, backbone=config.backbone,
         backbone_weights=config.backbone_weights, word_dim=config.word_dim, text_pooling=config.text_pooling,
         use_align=cmlt and config.use_align, use_infer=use_infer, use_fuse=use_infer and config.use_fuse,
-        fusion=config.fusion, classifier=classifier)
+        fusion=config.fusion, classifier=classifier, semantic_head=use_infer and config.semantic_head)
 
 
 class ClassificationLoss(nn.Module):
