@@ -104,14 +104,15 @@ def run_dataset(name: str, device: torch.device, cfg: dict, warmup: int, repeat:
         out.append(_entry("torch brute force (cuda, bf16)", ms, nq, ids, exact))
 
     try:
-        gpu_faiss = device.type == "cuda" and faiss_gpu_available()
+        gpu_faiss = faiss_gpu_available()  # imports FAISS
+    except ImportError as exc:  # FAISS is not installed here (e.g. a bare GPU machine): torch rows only
+        faiss_devices = []
+        out.append({"provider": "faiss", "error": f"ImportError: {exc}"})
+    else:
         faiss_devices = ["cpu"] if device.type == "cpu" else (["cuda"] if gpu_faiss else [])
         if device.type == "cuda" and not gpu_faiss:
             out.append({"provider": "faiss-gpu",
                         "error": "the installed FAISS has no GPU support (pip install 'pycmlt[gpu]')"})
-    except ImportError as exc:  # FAISS is not installed here (e.g. a bare GPU machine)
-        faiss_devices = []
-        out.append({"provider": "faiss", "error": f"ImportError: {exc}"})
     for where in faiss_devices:
         if over_budget():
             out.append({"provider": f"faiss ({where})", "error": budget_note()})
@@ -148,7 +149,7 @@ def run_dataset(name: str, device: torch.device, cfg: dict, warmup: int, repeat:
         if m.get("search_ms"):
             m["speedup_vs_torch"] = base / m["search_ms"]
     return {"name": f"{name} V={cfg['num_words']} D={cfg['dim']} Q={nq} k={k}", "dataset": name,
-            **cfg, "measurements": out}
+            **cfg, "dtype": "torch.float32", "measurements": out}
 
 
 def run(device: torch.device, *, quick: bool = False) -> dict:
@@ -170,7 +171,8 @@ def markdown(payload: dict) -> str:
              f"Measured on **{m['device_name']}** ({m['cpu_count']} CPU cores, {m['torch_threads']} torch threads, "
              f"{f.get('omp_threads')} FAISS threads), torch {m['torch']}, faiss {f.get('faiss_version')} "
              f"(GPU build: {f.get('gpu_build')}), commit {m['git_commit']}, {m['date']}.",
-             "Search time = median wall time of one call answering all queries (3 repeats after a warm-up; "
+             "Search time = median wall time of one call answering all queries "
+             f"({payload.get('settings', {}).get('repeat', 3)} repeats after a warm-up; "
              f"configurations slower than {SINGLE_RUN_S:.0f} s: one run); recall@k against the exact fp32 "
              "brute-force top-k; build = index construction (IVF: k-means training included).",
              "The machine is shared with other jobs: expect noise of tens of percent between rows.", ""]
