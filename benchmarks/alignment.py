@@ -20,9 +20,9 @@ def eager(a, b, kind):
 
 def make_inputs(shape, device):
     n, d, dtype, kind = shape
-    g = generator()
-    a = torch.randn(n, d, generator=g).to(device=device, dtype=dtype)
-    b = (a.float() * 0.5 + torch.randn(n, d, generator=g).to(device)).to(dtype)
+    g = generator(device)
+    a = torch.randn(n, d, generator=g, device=device).to(dtype)
+    b = (a.float() * 0.5 + torch.randn(n, d, generator=g, device=device)).to(dtype)
     return [a, b], (kind,)
 
 

@@ -17,9 +17,9 @@ def eager(x, t):
 
 def make_inputs(shape, device):
     n, c, dtype = shape
-    g = generator()
-    x = (torch.randn(n, c, generator=g) * 2).to(device=device, dtype=dtype)
-    t = (torch.rand(n, c, generator=g) < 0.05).to(device=device, dtype=dtype)  # sparse multi-hot labels
+    g = generator(device)
+    x = (torch.randn(n, c, generator=g, device=device) * 2).to(dtype)
+    t = (torch.rand(n, c, generator=g, device=device) < 0.05).to(dtype)  # sparse multi-hot labels
     return [x], (t,)
 
 

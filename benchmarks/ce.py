@@ -18,9 +18,9 @@ def eager(x, t):
 
 def make_inputs(shape, device):
     n, c, dtype = shape
-    g = generator()
-    x = torch.randn(n, c, generator=g).to(device=device, dtype=dtype)
-    t = torch.randint(0, c, (n,), generator=g).to(device)
+    g = generator(device)
+    x = torch.randn(n, c, generator=g, device=device).to(dtype)
+    t = torch.randint(0, c, (n,), generator=g, device=device)
     return [x], (t,)
 
 

@@ -72,10 +72,10 @@ class _MatmulFlops(torch.autograd.Function):
 
 def make_inputs(shape, device):
     n, d, dtype, classes = shape
-    g = generator()
-    a = torch.randn(n, d, generator=g).to(device=device, dtype=dtype)
-    b = torch.randn(n, d, generator=g).to(device=device, dtype=dtype)
-    lab = None if classes is None else torch.randint(0, classes, (n,), generator=g).to(device)
+    g = generator(device)
+    a = torch.randn(n, d, generator=g, device=device).to(dtype)
+    b = torch.randn(n, d, generator=g, device=device).to(dtype)
+    lab = None if classes is None else torch.randint(0, classes, (n,), generator=g, device=device)
     return [a, b], (lab,)
 
 

@@ -20,10 +20,10 @@ def eager(h, w, t):
 
 def make_inputs(shape, device):
     n, d, c, dtype = shape
-    g = generator()
-    h = torch.randn(n, d, generator=g).to(device=device, dtype=dtype)
-    w = (torch.randn(c, d, generator=g) / d ** 0.5).to(device=device, dtype=dtype)
-    t = torch.randint(0, c, (n,), generator=g).to(device)
+    g = generator(device)
+    h = torch.randn(n, d, generator=g, device=device).to(dtype)
+    w = (torch.randn(c, d, generator=g, device=device) / d ** 0.5).to(dtype)
+    t = torch.randint(0, c, (n,), generator=g, device=device)
     return [h, w], (t,)
 
 

@@ -281,21 +281,35 @@ def _measure_time(name, fn, leaves, others, device, warmup, repeat, budget_s) ->
     return m
 
 
+def is_priority(provider: str, baseline: str = "eager") -> bool:
+    """The baseline and pycmlt's own backends are measured first, on every case, before torch.compile
+    and the peers: under a time budget (a GPU run) compiling must not crowd out the main comparison."""
+    return provider == baseline or provider.startswith("pycmlt-")
+
+
 def run_cases(cases: list[Case], device: torch.device, *, warmup: int, repeat: int,
               copy_bw_gbps: float | None = None, budget_s: float | None = None) -> list[dict]:
-    """Times every provider of every case, then measures peak memory in a second sweep (the CPU
-    memory probe changes the allocator's behaviour, so it must not run before any timing)."""
-    results = []
-    for case in cases:
-        leaves, others = case.make_inputs()
-        leaves = [t.detach().requires_grad_(True) for t in leaves]
-        ms = [_measure_time(n, fn, leaves, others, device, warmup, repeat, budget_s)
-              for n, fn in case.providers.items()]
-        results.append(ms)
-        del leaves, others
-    for case, ms in zip(cases, results):
-        leaves, others = case.make_inputs()
-        leaves = [t.detach().requires_grad_(True) for t in leaves]
+    """Times every provider of every case (the baseline and pycmlt on all cases first, then the
+    others), then measures peak memory in a last sweep (the CPU memory probe changes the allocator's
+    behaviour, so it must not run before any timing). Each case's inputs are made once."""
+    inputs: dict[int, tuple[list[torch.Tensor], tuple]] = {}
+
+    def case_inputs(i: int):
+        if i not in inputs:
+            leaves, others = cases[i].make_inputs()
+            inputs[i] = ([t.detach().requires_grad_(True) for t in leaves], others)
+        return inputs[i]
+
+    measured: list[dict[str, Measurement]] = [{} for _ in cases]
+    for first in (True, False):
+        for i, case in enumerate(cases):
+            for name, fn in case.providers.items():
+                if is_priority(name, case.baseline) == first:
+                    leaves, others = case_inputs(i)
+                    measured[i][name] = _measure_time(name, fn, leaves, others, device, warmup, repeat, budget_s)
+    results = [[ms[name] for name in case.providers] for case, ms in zip(cases, measured)]
+    for i, (case, ms) in enumerate(zip(cases, results)):
+        leaves, others = case_inputs(i)
         for m in ms:
             if copy_bw_gbps and case.bytes_moved and m.fwd_bwd_ms:
                 m.extra["bandwidth_fraction"] = case.bytes_moved / (m.fwd_bwd_ms * 1e-3) / (copy_bw_gbps * 1e9)
@@ -306,7 +320,7 @@ def run_cases(cases: list[Case], device: torch.device, *, warmup: int, repeat: i
                 m.peak_bytes = peak_memory_bytes(lambda: torch.autograd.grad(fn(*leaves, *others), leaves), device)
             except Exception as exc:
                 m.error = f"{type(exc).__name__} while measuring memory: {exc}"[:500]
-        del leaves, others
+    inputs.clear()
     return [{"name": c.name, **c.meta, "baseline": c.baseline, "bytes_moved": c.bytes_moved, "measurements": ms,
              "ratios": ratios_against(ms, c.baseline)} for c, ms in zip(cases, results)]
 
@@ -337,9 +351,10 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def generator(seed: int = 0) -> torch.Generator:
-    """The CPU generator every suite draws its inputs from (inputs are made on the CPU, then moved)."""
-    return torch.Generator().manual_seed(seed)
+def generator(device: torch.device, seed: int = 0) -> torch.Generator:
+    """The generator a suite draws its inputs from, on the device itself (making GPU-sized inputs on
+    the CPU and copying them over would cost seconds of a time-budgeted GPU run)."""
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 @dataclass
@@ -398,11 +413,10 @@ class LossSuite:
     budget_s: dict = field(default_factory=lambda: {"cpu": 15.0, "cuda": 3.0, "quick": 1.0})
 
     def providers(self, device: torch.device) -> dict:
-        """eager, every pycmlt backend, torch.compile of eager, then the peers: the order in which they
-        are measured (under a time budget the first ones matter most; compiling takes the longest)."""
-        found = {"eager": self.eager}
+        """eager, torch.compile of eager, every pycmlt backend, then the peers (see is_priority for the
+        order in which they are measured)."""
+        found = {"eager": self.eager, "torch.compile": torch.compile(self.eager)}
         found.update(pycmlt_providers(device, self.ours))
-        found["torch.compile"] = torch.compile(self.eager)
         found.update(self.peers(device))
         return found
 
