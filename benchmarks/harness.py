@@ -177,8 +177,10 @@ def git_commit() -> str | None:
 
 
 def git_dirty() -> bool | None:
-    """True when tracked files differ from the commit (the measured code is not exactly `git_commit`)."""
-    out = _git("status", "--porcelain", "--untracked-files=no")
+    """True when tracked files differ from the commit (the measured code is not exactly `git_commit`);
+    the results and the README, which a benchmark run itself rewrites, don't count."""
+    out = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+               ":(top,exclude)benchmarks/results", ":(top,exclude)README.md")
     return None if out is None else bool(out)
 
 
