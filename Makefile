@@ -34,8 +34,10 @@ test: $(BUILD_STAMP)
 demo: $(BUILD_STAMP) emoji-packages
 	$(PY) -m pycmlt demo
 
+# Every benchmark suite on the CPU (full shapes; minutes), then REPORT.md, the plots and the README tables.
 bench: $(BUILD_STAMP)
-	$(PY) -m benchmarks ce --device cpu
+	$(PY) -m benchmarks all --device cpu --quiet
+	$(PY) -m benchmarks report
 
 clean:
 	rm -rf build $(VENV)

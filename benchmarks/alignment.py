@@ -7,47 +7,40 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness import Case, copy_bandwidth_gbps, run_cases
-from pycmlt.ops import alignment_loss, available_backends
+from benchmarks.harness import LossSuite, Shapes, dtype_name, generator
+from pycmlt.ops import alignment_loss
 
-CPU_SHAPES = [(65536, 512, torch.float32, "cosine"), (65536, 512, torch.float32, "mse")]
-QUICK_CPU = [(8192, 512, torch.float32, "cosine")]
-GPU_SHAPES = [(262144, 1024, dt, kind) for dt in (torch.float32, torch.bfloat16) for kind in ("cosine", "mse")]
-QUICK_GPU = [(65536, 1024, torch.bfloat16, "cosine")]
+F32, BF16 = torch.float32, torch.bfloat16
 
 
-def eager_alignment(a, b, kind):
+def eager(a, b, kind):
     x, y = F.normalize(a, dim=1), F.normalize(b, dim=1)
     return (1 - (x * y).sum(1)).mean() if kind == "cosine" else (x - y).pow(2).sum(1).mean()
 
 
-def providers(device: torch.device) -> dict:
-    found = {"eager": eager_alignment, "torch.compile": torch.compile(eager_alignment)}
-    for backend in available_backends(device):
-        if backend == "torch" or (backend == "triton" and device.type == "cpu"):
-            continue
-        found[f"pycmlt-{backend}"] = (lambda be: lambda a, b, kind: alignment_loss(a, b, kind=kind, backend=be))(backend)
-    return found
+def make_inputs(shape, device):
+    n, d, dtype, kind = shape
+    g = generator(device)
+    a = torch.randn(n, d, generator=g, device=device).to(dtype)
+    b = (a.float() * 0.5 + torch.randn(n, d, generator=g, device=device)).to(dtype)
+    return [a, b], (kind,)
 
 
-def cases(device: torch.device, quick: bool) -> list[Case]:
-    shapes = (QUICK_GPU if quick else GPU_SHAPES) if device.type == "cuda" else (QUICK_CPU if quick else CPU_SHAPES)
-    found = providers(device)
-    out = []
-    for n, d, dtype, kind in shapes:
-        def make(n=n, d=d, dtype=dtype):
-            g = torch.Generator().manual_seed(0)
-            a = torch.randn(n, d, generator=g).to(device=device, dtype=dtype)
-            b = (a.float() * 0.5 + torch.randn(n, d, generator=g).to(device)).to(dtype)
-            return [a, b], (kind,)
-        out.append(Case(f"{kind} N={n} D={d} {str(dtype).replace('torch.', '')}", make, found,
-                        meta={"n": n, "d": d, "dtype": str(dtype), "kind": kind},
-                        bytes_moved=4 * n * d * dtype.itemsize))
-    return out
+def describe(shape, device):
+    n, d, dtype, kind = shape
+    return f"{kind} N={n} D={d} {dtype_name(dtype)}", {"n": n, "d": d, "dtype": str(dtype), "kind": kind}
 
 
-def run(device: torch.device, *, quick: bool = False) -> dict:
-    warmup, repeat = (2, 5) if quick else (3, 15)
-    copy_bw = copy_bandwidth_gbps(device) if device.type == "cuda" else None
-    return {"cases": run_cases(cases(device, quick), device, warmup=warmup, repeat=repeat, copy_bw_gbps=copy_bw),
-            "copy_bandwidth_gbps": copy_bw}
+SUITE = LossSuite(
+    name="alignment",
+    shapes=Shapes(cpu=[(65536, 512, F32, "cosine"), (65536, 512, F32, "mse")],
+                  cuda=[(262144, 1024, dt, kind) for dt in (BF16, F32) for kind in ("cosine", "mse")],
+                  quick_cpu=[(2048, 256, F32, "cosine")],
+                  quick_cuda=[(65536, 1024, BF16, "cosine")]),
+    eager=eager,
+    ours=lambda backend: lambda a, b, kind: alignment_loss(a, b, kind=kind, backend=backend),
+    make_inputs=make_inputs,
+    describe=describe,
+    bytes_moved=lambda s: 4 * s[0] * s[1] * s[2].itemsize,
+)
+run = SUITE.run

@@ -1,58 +1,53 @@
 """Class-balanced cross-entropy: forward, backward and forward+backward time and peak memory of
 every available pycmlt backend against eager PyTorch (F.cross_entropy), torch.compile of it, and
-Liger-Kernel (GPU, when installed), all measured in one run."""
+Liger-Kernel (GPU, when installed), all measured in one run. Cases vary C at fixed N."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness import Case, copy_bandwidth_gbps, run_cases
-from pycmlt.ops import available_backends, class_balanced_cross_entropy
+from benchmarks.harness import LossSuite, Shapes, dtype_name, generator, liger_cross_entropy_provider
+from pycmlt.ops import class_balanced_cross_entropy
 
-CPU_SHAPES = [(4096, 1000, torch.float32), (1024, 32000, torch.float32)]
-GPU_SHAPES = [(16384, c, dt) for dt in (torch.float32, torch.bfloat16) for c in (1000, 8192, 32000)]
-QUICK_CPU = [(512, 1000, torch.float32), (128, 32000, torch.float32)]
-QUICK_GPU = [(4096, 8192, torch.bfloat16)]
+F32, BF16 = torch.float32, torch.bfloat16
 
 
-def providers(device: torch.device) -> dict:
-    """name -> loss(logits, target) for every provider that can run on `device`."""
-    found = {
-        "eager": lambda x, t: F.cross_entropy(x, t),
-        "torch.compile": torch.compile(lambda x, t: F.cross_entropy(x, t)),
-    }
-    for backend in available_backends(device):
-        if backend == "torch" or (backend == "triton" and device.type == "cpu"):
-            continue  # torch is the eager reference; the Triton interpreter is not worth timing
-        found[f"pycmlt-{backend}"] = (lambda b: lambda x, t: class_balanced_cross_entropy(x, t, backend=b))(backend)
-    if device.type == "cuda":
-        try:
-            from liger_kernel.transformers.functional import liger_cross_entropy
-
-            found["liger"] = lambda x, t: liger_cross_entropy(x, t)
-        except Exception:
-            pass
-    return found
+def eager(x, t):
+    return F.cross_entropy(x, t)
 
 
-def cases(device: torch.device, quick: bool) -> list[Case]:
-    shapes = (QUICK_GPU if quick else GPU_SHAPES) if device.type == "cuda" else (QUICK_CPU if quick else CPU_SHAPES)
-    found = providers(device)
-    out = []
-    for n, c, dtype in shapes:
-        def make(n=n, c=c, dtype=dtype):
-            g = torch.Generator().manual_seed(0)
-            x = torch.randn(n, c, generator=g).to(device=device, dtype=dtype)
-            t = torch.randint(0, c, (n,), generator=g).to(device)
-            return [x], (t,)
-        out.append(Case(f"N={n} C={c} {str(dtype).replace('torch.', '')}", make, found,
-                        meta={"n": n, "c": c, "dtype": str(dtype)},
-                        bytes_moved=2 * n * c * dtype.itemsize))  # logits read once + gradient written once
-    return out
+def make_inputs(shape, device):
+    n, c, dtype = shape
+    g = generator(device)
+    x = torch.randn(n, c, generator=g, device=device).to(dtype)
+    t = torch.randint(0, c, (n,), generator=g, device=device)
+    return [x], (t,)
 
 
-def run(device: torch.device, *, quick: bool = False) -> dict:
-    warmup, repeat = (2, 5) if quick else (3, 15)
-    copy_bw = copy_bandwidth_gbps(device) if device.type == "cuda" else None
-    return {"cases": run_cases(cases(device, quick), device, warmup=warmup, repeat=repeat, copy_bw_gbps=copy_bw),
-            "copy_bandwidth_gbps": copy_bw}
+def describe(shape, device):
+    n, c, dtype = shape
+    return f"N={n} C={c} {dtype_name(dtype)}", {"n": n, "c": c, "dtype": str(dtype)}
+
+
+def peers(device):
+    liger = liger_cross_entropy_provider() if device.type == "cuda" else None
+    return {"liger": liger} if liger else {}
+
+
+# (N, C, dtype): C varies at fixed N (the bce suite uses the same logits shapes)
+SHAPES = Shapes(cpu=[(2048, c, F32) for c in (1000, 8192, 32000)],
+                cuda=[(16384, c, dt) for dt in (BF16, F32) for c in (1000, 8192, 32000)],
+                quick_cpu=[(256, 1000, F32)],
+                quick_cuda=[(4096, 8192, BF16)])
+
+SUITE = LossSuite(
+    name="ce",
+    shapes=SHAPES,
+    eager=eager,
+    ours=lambda backend: lambda x, t: class_balanced_cross_entropy(x, t, backend=backend),
+    make_inputs=make_inputs,
+    describe=describe,
+    peers=peers,
+    bytes_moved=lambda s: 2 * s[0] * s[1] * s[2].itemsize,  # logits read once + gradient written once
+)
+run = SUITE.run

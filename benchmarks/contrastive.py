@@ -15,15 +15,16 @@ import math
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness import Case, run_cases
-from pycmlt.ops import available_backends, cross_modal_contrastive
+from benchmarks.harness import LossSuite, Shapes, dtype_name, generator
+from pycmlt.ops import cross_modal_contrastive
 
 LOGIT_SCALE = math.log(1 / 0.07)
 # (N = M, D, dtype, classes or None for CLIP)
-CPU_SHAPES = [(16384, 256, torch.float32, 100), (8192, 256, torch.float32, None)]
-QUICK_CPU = [(2048, 256, torch.float32, 100), (2048, 256, torch.float32, None)]
+# CLIP at growing N for the memory-vs-N and time-vs-N curves, then the issue's supervised target case.
+CPU_SHAPES = [(n, 256, torch.float32, None) for n in (2048, 4096, 8192)] + [(16384, 256, torch.float32, 100)]
+QUICK_CPU = [(256, 64, torch.float32, None), (512, 64, torch.float32, None)]
 GPU_SHAPES = [(8192, 512, torch.bfloat16, None), (32768, 512, torch.bfloat16, None),
-              (131072, 512, torch.bfloat16, None), (32768, 512, torch.bfloat16, 100)]
+              (32768, 512, torch.bfloat16, 100), (131072, 512, torch.bfloat16, None)]
 QUICK_GPU = [(8192, 512, torch.bfloat16, None)]
 MATMUL_CHUNK = 8192
 
@@ -69,43 +70,28 @@ class _MatmulFlops(torch.autograd.Function):
         return ga, gb
 
 
-def providers(device: torch.device) -> dict:
-    found = {
-        "eager": lambda a, b, lab: eager_contrastive(a, b, lab),
-        "torch.compile": torch.compile(eager_contrastive),
-    }
-    for backend in available_backends(device):
-        if backend == "torch" or (backend == "triton" and device.type == "cpu"):
-            continue  # torch is the slow readable reference; the Triton interpreter is not worth timing
-        found[f"pycmlt-{backend}"] = (lambda be: lambda a, b, lab: cross_modal_contrastive(
-            a, b, labels=lab, logit_scale=LOGIT_SCALE, backend=be))(backend)
-    if device.type == "cuda":
-        found["matmul (same FLOPs)"] = lambda a, b, lab: _MatmulFlops.apply(a, b)
-    return found
+def make_inputs(shape, device):
+    n, d, dtype, classes = shape
+    g = generator(device)
+    a = torch.randn(n, d, generator=g, device=device).to(dtype)
+    b = torch.randn(n, d, generator=g, device=device).to(dtype)
+    lab = None if classes is None else torch.randint(0, classes, (n,), generator=g, device=device)
+    return [a, b], (lab,)
 
 
-def cases(device: torch.device, quick: bool) -> list[Case]:
-    if device.type == "cuda":
-        shapes = QUICK_GPU if quick else GPU_SHAPES
-    else:
-        shapes = QUICK_CPU if quick else CPU_SHAPES
-    found = providers(device)
-    out = []
-    for n, d, dtype, classes in shapes:
-        def make(n=n, d=d, dtype=dtype, classes=classes):
-            g = torch.Generator().manual_seed(0)
-            a = torch.randn(n, d, generator=g).to(device=device, dtype=dtype)
-            b = torch.randn(n, d, generator=g).to(device=device, dtype=dtype)
-            lab = None if classes is None else torch.randint(0, classes, (n,), generator=g).to(device)
-            return [a, b], (lab,)
-        kind = "CLIP" if classes is None else f"supervised {classes} classes"
-        out.append(Case(f"{kind} N=M={n} D={d} {str(dtype).replace('torch.', '')}", make, found,
-                        meta={"n": n, "m": n, "d": d, "dtype": str(dtype), "classes": classes,
-                              "matrix_bytes_fp32": n * n * 4, "flops_fwd_bwd": 6 * n * n * d}))
-    return out
+def describe(shape, device):
+    n, d, dtype, classes = shape
+    kind = "CLIP" if classes is None else f"supervised {classes} classes"
+    return (f"{kind} N=M={n} D={d} {dtype_name(dtype)}",
+            {"n": n, "m": n, "d": d, "dtype": str(dtype), "classes": classes, "kind": kind,
+             "matrix_bytes_fp32": n * n * 4, "flops_fwd_bwd": 6 * n * n * d})
 
 
-def _annotate(results: list[dict]) -> None:
+def peers(device):
+    return {"matmul (same FLOPs)": lambda a, b, lab: _MatmulFlops.apply(a, b)} if device.type == "cuda" else {}
+
+
+def annotate(results: list[dict]) -> None:
     """Peak memory as a fraction of one N x M fp32 matrix, and throughput in 6 N M D FLOPs per second."""
     for case in results:
         for m in case["measurements"]:
@@ -117,11 +103,18 @@ def _annotate(results: list[dict]) -> None:
                 m.extra["tflops_6NMD"] = case["flops_fwd_bwd"] / (m.fwd_bwd_ms * 1e-3) / 1e12
 
 
-def run(device: torch.device, *, quick: bool = False) -> dict:
-    if device.type == "cuda":
-        warmup, repeat = (2, 5) if quick else (3, 10)
-    else:  # an eager forward + backward at N = 16384 takes tens of seconds on a 2-core machine
-        warmup, repeat = (1, 3) if quick else (1, 2)
-    results = run_cases(cases(device, quick), device, warmup=warmup, repeat=repeat)
-    _annotate(results)
-    return {"cases": results}
+SUITE = LossSuite(
+    name="contrastive",
+    shapes=Shapes(cpu=CPU_SHAPES, cuda=GPU_SHAPES, quick_cpu=QUICK_CPU, quick_cuda=QUICK_GPU),
+    eager=eager_contrastive,
+    ours=lambda backend: lambda a, b, lab: cross_modal_contrastive(a, b, labels=lab, logit_scale=LOGIT_SCALE,
+                                                                   backend=backend),
+    make_inputs=make_inputs,
+    describe=describe,
+    peers=peers,
+    annotate=annotate,
+    # an eager forward + backward at N = 16384 takes tens of seconds on a 2-core machine: the per-timing
+    # budget then leaves one warm-up and one timed call
+    repeats={"full": (2, 10), "quick": (1, 3)},
+)
+run = SUITE.run

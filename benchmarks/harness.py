@@ -1,6 +1,12 @@
-"""Measurement primitives shared by every benchmark: timing (median after warm-up, CUDA events on
-GPU), peak memory (CUDA max-allocated on GPU, peak-RSS delta on CPU), machine description, and
-writing results as JSON plus a markdown table."""
+"""What every benchmark shares: timing (median after warm-up, CUDA events on GPU, capped by a time
+budget), peak memory (CUDA max-allocated on GPU, peak-RSS delta on CPU), the machine description,
+the provider set of a loss suite (eager reference, torch.compile of it, every pycmlt backend, peers),
+and writing results as JSON plus a markdown table.
+
+A loss suite is declared once as a `LossSuite` (shapes, the eager reference, the pycmlt op, how to
+build inputs); `LossSuite.run` measures every provider on every case and computes the ratios
+against the eager reference within the same run.
+"""
 from __future__ import annotations
 
 import datetime as _dt
@@ -18,22 +24,58 @@ from typing import Callable
 import torch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SCHEMA_VERSION = 2
 
+# ------------------------------------------------------------------------------------ time budget
+
+_deadline: float | None = None
+
+
+def set_time_budget(seconds: float | None) -> None:
+    """From now on, measurements stop once `seconds` have passed: providers not yet measured are
+    reported as skipped (so a run under a hard time limit still writes what it measured)."""
+    global _deadline
+    _deadline = None if seconds is None else time.monotonic() + seconds
+
+
+def over_budget() -> bool:
+    return _deadline is not None and time.monotonic() > _deadline
+
+
+def budget_note() -> str:
+    return "skipped: the run's time budget (--time-budget) was spent before this measurement"
+
+
+# ------------------------------------------------------------------------------------ timing
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def median_ms(fn: Callable[[], object], device: torch.device, *, warmup: int, repeat: int,
-              setup: Callable[[], object] | None = None) -> float:
-    """Median wall time of fn() in milliseconds; setup() (untimed) runs before each call."""
-    for _ in range(warmup):
+def median_ms(fn: Callable[..., object], device: torch.device, *, warmup: int, repeat: int,
+              setup: Callable[[], object] | None = None, budget_s: float | None = None,
+              stats: dict | None = None) -> float:
+    """Median time of fn() in milliseconds (CUDA events on GPU, perf_counter on CPU).
+
+    setup() (untimed) runs before each call and its result is fn's argument. With `budget_s`, a
+    warm-up call slower than budget_s / 2 ends the warm-up, and timed calls stop once their total
+    passes budget_s (at least one is timed): slow configurations get fewer repeats, not a longer run.
+    `stats` (a dict) receives the number of timed calls.
+    """
+    def call():
         arg = setup() if setup else None
+        synchronize(device)
+        t0 = time.perf_counter()
         fn() if setup is None else fn(arg)
-    synchronize(device)
-    times = []
-    for _ in range(repeat):
+        synchronize(device)
+        return time.perf_counter() - t0
+
+    for _ in range(warmup):
+        if call() > (budget_s or float("inf")) / 2 or over_budget():
+            break
+    times: list[float] = []
+    while len(times) < repeat:
         arg = setup() if setup else None
         synchronize(device)
         if device.type == "cuda":
@@ -47,8 +89,14 @@ def median_ms(fn: Callable[[], object], device: torch.device, *, warmup: int, re
             t0 = time.perf_counter()
             fn() if setup is None else fn(arg)
             times.append((time.perf_counter() - t0) * 1e3)
+        if (budget_s is not None and sum(times) > budget_s * 1e3) or over_budget():
+            break
+    if stats is not None:
+        stats["timed_calls"] = len(times)
     return statistics.median(times)
 
+
+# ------------------------------------------------------------------------------------ memory
 
 def _proc_status_bytes(key: str) -> int:
     with open("/proc/self/status") as f:
@@ -98,6 +146,12 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int | N
     return max(0, _proc_status_bytes("VmHWM") - before)
 
 
+def memory_method(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "torch.cuda.max_memory_allocated() minus the allocated bytes before one forward+backward"
+    return "peak resident set (VmHWM, reset through /proc/self/clear_refs) minus the resident set before one forward+backward"
+
+
 def copy_bandwidth_gbps(device: torch.device, nbytes: int = 1 << 30) -> float:
     """Measured device-to-device copy bandwidth (bytes read + bytes written per second) in GB/s."""
     src = torch.empty(nbytes // 2, dtype=torch.uint8, device=device)
@@ -106,13 +160,28 @@ def copy_bandwidth_gbps(device: torch.device, nbytes: int = 1 << 30) -> float:
     return 2 * src.numel() / (ms * 1e-3) / 1e9
 
 
-def git_commit() -> str | None:
+# ------------------------------------------------------------------------------------ machine
+
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        out = subprocess.run(["git", *args], capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parent, timeout=10)
-        return out.stdout.strip() or None
+        return out.stdout.strip() if out.returncode == 0 else None
     except Exception:
         return None
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (short hash), or $PYCMLT_GIT_COMMIT where the copy has no .git."""
+    return _git("rev-parse", "--short", "HEAD") or os.environ.get("PYCMLT_GIT_COMMIT") or None
+
+
+def git_dirty() -> bool | None:
+    """True when tracked files differ from the commit (the measured code is not exactly `git_commit`);
+    the results and the README, which a benchmark run itself rewrites, don't count."""
+    out = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+               ":(top,exclude)benchmarks/results", ":(top,exclude)README.md")
+    return None if out is None else bool(out)
 
 
 def machine_info(device: torch.device) -> dict:
@@ -124,11 +193,17 @@ def machine_info(device: torch.device) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "triton": _version("triton"),
+        "cuda": torch.version.cuda,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info["gpu_memory_gb"] = round(props.total_memory / 1e9, 1)
+        info["gpu_capability"] = f"{props.major}.{props.minor}"
     return info
 
 
@@ -149,6 +224,8 @@ def _cpu_name() -> str:
         pass
     return platform.processor() or platform.machine()
 
+
+# ------------------------------------------------------------------------------------ cases
 
 @dataclass
 class Measurement:
@@ -177,7 +254,7 @@ class Case:
     bytes_moved: int | None = None  # minimal DRAM traffic of fwd+bwd, for the bandwidth fraction
 
 
-def _measure_time(name, fn, leaves, others, device, warmup, repeat) -> Measurement:
+def _measure_time(name, fn, leaves, others, device, warmup, repeat, budget_s) -> Measurement:
     def forward():
         return fn(*leaves, *others)
 
@@ -185,44 +262,68 @@ def _measure_time(name, fn, leaves, others, device, warmup, repeat) -> Measureme
         torch.autograd.grad(forward(), leaves)
 
     m = Measurement(name)
+    if over_budget():
+        m.error = budget_note()
+        return m
     try:
-        m.fwd_ms = median_ms(forward, device, warmup=warmup, repeat=repeat)
-        m.bwd_ms = median_ms(lambda loss: torch.autograd.grad(loss, leaves), device, warmup=warmup,
-                             repeat=repeat, setup=forward)
-        m.fwd_bwd_ms = median_ms(fwd_bwd, device, warmup=warmup, repeat=repeat)
+        calls = {}
+        for key, kwargs in (("fwd_ms", dict(fn=forward)),
+                            ("bwd_ms", dict(fn=lambda loss: torch.autograd.grad(loss, leaves), setup=forward)),
+                            ("fwd_bwd_ms", dict(fn=fwd_bwd))):
+            stats = {}
+            setattr(m, key, median_ms(device=device, warmup=warmup, repeat=repeat, budget_s=budget_s, stats=stats,
+                                      **kwargs))
+            calls[key.removesuffix("_ms")] = stats["timed_calls"]
+        m.extra["timed_calls"] = calls
     except Exception as exc:  # a provider that fails (OOM, unsupported shape) is reported, not fatal
         m.error = f"{type(exc).__name__}: {exc}"[:500]
+        m.fwd_ms = m.bwd_ms = m.fwd_bwd_ms = None
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return m
 
 
+def is_priority(provider: str, baseline: str = "eager") -> bool:
+    """The baseline and pycmlt's own backends are measured first, on every case, before torch.compile
+    and the peers: under a time budget (a GPU run) compiling must not crowd out the main comparison."""
+    return provider == baseline or provider.startswith("pycmlt-")
+
+
 def run_cases(cases: list[Case], device: torch.device, *, warmup: int, repeat: int,
-              copy_bw_gbps: float | None = None) -> list[dict]:
-    """Times every provider of every case, then measures peak memory in a second sweep (the CPU
-    memory probe changes the allocator's behaviour, so it must not run before any timing)."""
-    results = []
-    for case in cases:
-        leaves, others = case.make_inputs()
-        leaves = [t.detach().requires_grad_(True) for t in leaves]
-        ms = [_measure_time(n, fn, leaves, others, device, warmup, repeat) for n, fn in case.providers.items()]
-        results.append(ms)
-        del leaves, others
-    for case, ms in zip(cases, results):
-        leaves, others = case.make_inputs()
-        leaves = [t.detach().requires_grad_(True) for t in leaves]
+              copy_bw_gbps: float | None = None, budget_s: float | None = None) -> list[dict]:
+    """Times every provider of every case (the baseline and pycmlt on all cases first, then the
+    others), then measures peak memory in a last sweep (the CPU memory probe changes the allocator's
+    behaviour, so it must not run before any timing). Each case's inputs are made once."""
+    inputs: dict[int, tuple[list[torch.Tensor], tuple]] = {}
+
+    def case_inputs(i: int):
+        if i not in inputs:
+            leaves, others = cases[i].make_inputs()
+            inputs[i] = ([t.detach().requires_grad_(True) for t in leaves], others)
+        return inputs[i]
+
+    measured: list[dict[str, Measurement]] = [{} for _ in cases]
+    for first in (True, False):
+        for i, case in enumerate(cases):
+            for name, fn in case.providers.items():
+                if is_priority(name, case.baseline) == first:
+                    leaves, others = case_inputs(i)
+                    measured[i][name] = _measure_time(name, fn, leaves, others, device, warmup, repeat, budget_s)
+    results = [[ms[name] for name in case.providers] for case, ms in zip(cases, measured)]
+    for i, (case, ms) in enumerate(zip(cases, results)):
+        leaves, others = case_inputs(i)
         for m in ms:
-            if m.error is not None:
-                continue
+            if copy_bw_gbps and case.bytes_moved and m.fwd_bwd_ms:
+                m.extra["bandwidth_fraction"] = case.bytes_moved / (m.fwd_bwd_ms * 1e-3) / (copy_bw_gbps * 1e9)
+            if m.error is not None or (over_budget() and m.fwd_bwd_ms > 2000):
+                continue  # one call each: past the time budget only where that call is quick
             fn = case.providers[m.provider]
             try:
                 m.peak_bytes = peak_memory_bytes(lambda: torch.autograd.grad(fn(*leaves, *others), leaves), device)
             except Exception as exc:
                 m.error = f"{type(exc).__name__} while measuring memory: {exc}"[:500]
-            if copy_bw_gbps and case.bytes_moved and m.fwd_bwd_ms:
-                m.extra["bandwidth_fraction"] = case.bytes_moved / (m.fwd_bwd_ms * 1e-3) / (copy_bw_gbps * 1e9)
-        del leaves, others
-    return [{"name": c.name, **c.meta, "baseline": c.baseline, "measurements": ms,
+    inputs.clear()
+    return [{"name": c.name, **c.meta, "baseline": c.baseline, "bytes_moved": c.bytes_moved, "measurements": ms,
              "ratios": ratios_against(ms, c.baseline)} for c, ms in zip(cases, results)]
 
 
@@ -236,6 +337,7 @@ def ratios_against(measurements: list[Measurement], baseline: str) -> dict[str, 
         out[m.provider] = {
             "speedup_fwd_bwd": _div(base.fwd_bwd_ms, m.fwd_bwd_ms),
             "speedup_fwd": _div(base.fwd_ms, m.fwd_ms),
+            "speedup_bwd": _div(base.bwd_ms, m.bwd_ms),
             "memory_ratio": _div(m.peak_bytes, base.peak_bytes),
         }
     return out
@@ -245,20 +347,122 @@ def _div(a, b):
     return None if a is None or b in (None, 0) else a / b
 
 
+# ------------------------------------------------------------------------------------ loss suites
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def generator(device: torch.device, seed: int = 0) -> torch.Generator:
+    """The generator a suite draws its inputs from, on the device itself (making GPU-sized inputs on
+    the CPU and copying them over would cost seconds of a time-budgeted GPU run)."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+@dataclass
+class Shapes:
+    """The cases of a suite per device, full and --quick."""
+    cpu: list
+    cuda: list
+    quick_cpu: list
+    quick_cuda: list
+
+    def pick(self, device: torch.device, quick: bool) -> list:
+        if device.type == "cuda":
+            return self.quick_cuda if quick else self.cuda
+        return self.quick_cpu if quick else self.cpu
+
+
+def pycmlt_providers(device: torch.device, make: Callable[[str], Callable]) -> dict:
+    """'pycmlt-<backend>' -> provider for every fast backend that runs on `device` (the `torch`
+    backend is the eager reference itself; the Triton CPU interpreter is a test tool, not timed)."""
+    from pycmlt.ops import available_backends
+
+    return {f"pycmlt-{b}": make(b) for b in available_backends(device)
+            if b != "torch" and not (b == "triton" and device.type == "cpu")}
+
+
+def liger_cross_entropy_provider() -> Callable | None:
+    """Liger-Kernel's cross-entropy as loss(logits, target), or None when it is not importable."""
+    try:
+        from liger_kernel.transformers.functional import liger_cross_entropy
+    except Exception:
+        return None
+    return lambda x, t: liger_cross_entropy(x, t)
+
+
+@dataclass
+class LossSuite:
+    """A loss benchmark declared once.
+
+    make_inputs(shape, device) -> (leaves, others): the gradient is taken w.r.t. the leaves; every
+    provider is called as provider(*leaves, *others). describe(shape, device) -> (case name, meta).
+    ours(backend) -> the pycmlt provider for that backend. peers(device) -> {name: provider}.
+    bytes_moved(shape) -> the minimal DRAM traffic of forward+backward (GPU bandwidth fraction).
+    annotate(results) adds suite-specific figures to the measured cases.
+    """
+    name: str
+    shapes: Shapes
+    eager: Callable
+    ours: Callable[[str], Callable]
+    make_inputs: Callable[[tuple, torch.device], tuple[list, tuple]]
+    describe: Callable[[tuple, torch.device], tuple[str, dict]]
+    peers: Callable[[torch.device], dict] = lambda device: {}
+    bytes_moved: Callable[[tuple], int] | None = None
+    annotate: Callable[[list[dict]], None] | None = None
+    # (warm-up, repeat) and the seconds one timing may take (fewer repeats beyond it)
+    repeats: dict = field(default_factory=lambda: {"full": (3, 15), "quick": (1, 3)})
+    budget_s: dict = field(default_factory=lambda: {"cpu": 15.0, "cuda": 3.0, "quick": 1.0})
+
+    def providers(self, device: torch.device) -> dict:
+        """eager, torch.compile of eager, every pycmlt backend, then the peers (see is_priority for the
+        order in which they are measured)."""
+        found = {"eager": self.eager, "torch.compile": torch.compile(self.eager)}
+        found.update(pycmlt_providers(device, self.ours))
+        found.update(self.peers(device))
+        return found
+
+    def cases(self, device: torch.device, quick: bool) -> list[Case]:
+        found = self.providers(device)
+        out = []
+        for shape in self.shapes.pick(device, quick):
+            name, meta = self.describe(shape, device)
+            out.append(Case(name, (lambda s=shape: self.make_inputs(s, device)), found, meta=meta,
+                            bytes_moved=self.bytes_moved(shape) if self.bytes_moved else None))
+        return out
+
+    def run(self, device: torch.device, *, quick: bool = False) -> dict:
+        warmup, repeat = self.repeats["quick" if quick else "full"]
+        budget = self.budget_s["quick" if quick else device.type]
+        copy_bw = copy_bandwidth_gbps(device) if device.type == "cuda" and self.bytes_moved else None
+        results = run_cases(self.cases(device, quick), device, warmup=warmup, repeat=repeat,
+                            copy_bw_gbps=copy_bw, budget_s=budget)
+        if self.annotate:
+            self.annotate(results)
+        return {"cases": results, "copy_bandwidth_gbps": copy_bw,
+                "settings": {"warmup": warmup, "repeat": repeat, "budget_s_per_timing": budget,
+                             "memory": memory_method(device)}}
+
+
+# ------------------------------------------------------------------------------------ output
+
 def write_results(name: str, device: torch.device, cases: list[dict], *, out_dir: Path | None = None,
-                  extra: dict | None = None,
+                  extra: dict | None = None, quick: bool = False,
                   render: Callable[[dict], str] | None = None) -> tuple[Path, Path]:
-    """benchmarks/results/<name>-<device kind>.json and .md; returns both paths. `render` turns the
+    """<out_dir>/<name>[-quick]-<device kind>.json and .md; returns both paths. `render` turns the
     payload into the markdown (default: the loss fwd/bwd table of markdown_report)."""
     out_dir = Path(out_dir or RESULTS_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
     machine = machine_info(device)
-    payload = {"benchmark": name, "machine": machine, **(extra or {}), "cases": cases}
-    stem = f"{name}-{device.type}"
+    label = name + ("-quick" if quick else "")
+    payload = {"schema": SCHEMA_VERSION, "benchmark": label, "suite": name, "quick": quick,
+               "device_type": device.type, "machine": machine, **(extra or {}), "cases": cases}
+    stem = f"{label}-{device.type}"
     json_path = out_dir / f"{stem}.json"
-    json_path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    text = json.dumps(payload, indent=2, default=_jsonable) + "\n"
+    json_path.write_text(text)
     md_path = out_dir / f"{stem}.md"
-    md_path.write_text((render or markdown_report)(payload))
+    md_path.write_text((render or markdown_report)(json.loads(text)))
     return json_path, md_path
 
 
@@ -270,41 +474,47 @@ def _jsonable(value):
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def markdown_report(payload: dict) -> str:
+def machine_line(payload: dict) -> str:
     m = payload["machine"]
-    lines = [f"# {payload['benchmark']} benchmark", "",
-             f"Measured on **{m['device_name']}** ({m['cpu_count']} CPU cores, {m['torch_threads']} torch threads), "
-             f"torch {m['torch']}, triton {m['triton']}, commit {m['git_commit']}, {m['date']}.", ""]
-    if payload.get("copy_bandwidth_gbps"):
-        lines += [f"Device copy bandwidth (read + write): {payload['copy_bandwidth_gbps']:.0f} GB/s.", ""]
+    where = (f"**{m['device_name']}** ({m.get('gpu_memory_gb', '?')} GB, CUDA {m.get('cuda')}; host: {m['cpu']})"
+             if payload.get("device_type", "cpu") == "cuda" or str(m.get("device", "")).startswith("cuda")
+             else f"**{m['device_name']}** ({m['cpu_count']} CPU cores, {m['torch_threads']} torch threads)")
+    commit = m.get("git_commit") or "unknown"
+    if m.get("git_dirty"):
+        commit += " + local changes"
+    return f"Measured on {where}, torch {m['torch']}, triton {m['triton']}, commit {commit}, {m['date']}."
+
+
+def markdown_report(payload: dict) -> str:
+    lines = [f"# {payload['benchmark']} benchmark", "", machine_line(payload), ""]
+    bw = payload.get("copy_bandwidth_gbps")
+    if bw:
+        lines += [f"Device copy bandwidth (read + write): {bw:.0f} GB/s.", ""]
     lines += ["| case | provider | fwd ms | bwd ms | fwd+bwd ms | speed-up vs baseline | peak extra MB | memory vs baseline |"
-              + (" % of copy BW |" if payload.get("copy_bandwidth_gbps") else ""),
-              "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if payload.get("copy_bandwidth_gbps") else "")]
+              + (" % of copy BW |" if bw else ""),
+              "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if bw else "")]
     for case in payload["cases"]:
         for meas in case["measurements"]:
-            meas = meas if isinstance(meas, dict) else meas.__dict__
             r = case.get("ratios", {}).get(meas["provider"], {})
             if meas.get("error"):
-                lines.append(f"| {case['name']} | {meas['provider']} | — | — | — | — | — | — |"
-                             + (" — |" if payload.get("copy_bandwidth_gbps") else "")
+                lines.append(f"| {case['name']} | {meas['provider']} | — | — | — | — | — | — |" + (" — |" if bw else "")
                              + f" <!-- {meas['error'][:80]} -->")
                 continue
-            row = (f"| {case['name']} | {meas['provider']} | {_fmt(meas['fwd_ms'])} | {_fmt(meas['bwd_ms'])} | "
-                   f"{_fmt(meas['fwd_bwd_ms'])} | {_fmt(r.get('speedup_fwd_bwd'), 'x')} | "
-                   f"{_fmt(None if meas['peak_bytes'] is None else meas['peak_bytes'] / 2**20)} | "
-                   f"{_fmt(r.get('memory_ratio'), 'x')} |")
-            if payload.get("copy_bandwidth_gbps"):
-                row += f" {_fmt(meas.get('extra', {}).get('bandwidth_fraction'), '', pct=True)} |"
+            row = (f"| {case['name']} | {meas['provider']} | {fmt(meas['fwd_ms'])} | {fmt(meas['bwd_ms'])} | "
+                   f"{fmt(meas['fwd_bwd_ms'])} | {fmt(r.get('speedup_fwd_bwd'), 'x')} | "
+                   f"{fmt(None if meas['peak_bytes'] is None else meas['peak_bytes'] / 2**20)} | "
+                   f"{fmt(r.get('memory_ratio'), 'x')} |")
+            if bw:
+                row += f" {fmt(meas.get('extra', {}).get('bandwidth_fraction'), '', pct=True)} |"
             lines.append(row)
-    errors = [(c["name"], (m if isinstance(m, dict) else m.__dict__)) for c in payload["cases"]
-              for m in c["measurements"]]
-    failed = [f"- {name} / {m['provider']}: {m['error']}" for name, m in errors if m.get("error")]
+    failed = [f"- {c['name']} / {m['provider']}: {m['error']}" for c in payload["cases"]
+              for m in c["measurements"] if m.get("error")]
     if failed:
         lines += ["", "Providers that could not run:", *failed]
     return "\n".join(lines) + "\n"
 
 
-def _fmt(value, suffix="", pct=False):
+def fmt(value, suffix="", pct=False):
     if value is None:
         return "—"
     if pct:

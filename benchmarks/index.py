@@ -19,11 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness import median_ms
+from benchmarks.harness import budget_note, median_ms, over_budget
 from pycmlt.index import WordIndex, faiss_gpu_available, faiss_info
 
 FULL = {"num_words": 100_000, "dim": 384, "num_queries": 10_000, "k": 10, "tune_queries": 500}
-QUICK = {"num_words": 20_000, "dim": 384, "num_queries": 1_000, "k": 10, "tune_queries": 200}
+QUICK = {"num_words": 4_000, "dim": 64, "num_queries": 200, "k": 10, "tune_queries": 100}
 NPROBE_SWEEP = (1, 4, 16, 64)
 TORCH_CHUNK = 1024  # queries per matmul: a 1024 x V score block (400 MB at V = 100k, fp32)
 
@@ -103,10 +103,20 @@ def run_dataset(name: str, device: torch.device, cfg: dict, warmup: int, repeat:
         (_, ids), ms = _timed(lambda: torch_topk(w16, q16, k), device, warmup, repeat)
         out.append(_entry("torch brute force (cuda, bf16)", ms, nq, ids, exact))
 
-    faiss_devices = ["cpu"] if device.type == "cpu" else (["cuda"] if faiss_gpu_available() else [])
-    if device.type == "cuda" and not faiss_devices:
-        out.append({"provider": "faiss-gpu", "error": "the installed FAISS has no GPU support (pip install 'pycmlt[gpu]')"})
+    try:
+        gpu_faiss = faiss_gpu_available()  # imports FAISS
+    except ImportError as exc:  # FAISS is not installed here (e.g. a bare GPU machine): torch rows only
+        faiss_devices = []
+        out.append({"provider": "faiss", "error": f"ImportError: {exc}"})
+    else:
+        faiss_devices = ["cpu"] if device.type == "cpu" else (["cuda"] if gpu_faiss else [])
+        if device.type == "cuda" and not gpu_faiss:
+            out.append({"provider": "faiss-gpu",
+                        "error": "the installed FAISS has no GPU support (pip install 'pycmlt[gpu]')"})
     for where in faiss_devices:
+        if over_budget():
+            out.append({"provider": f"faiss ({where})", "error": budget_note()})
+            break
         label = "faiss" if where == "cpu" else "faiss-gpu"
         t0 = time.perf_counter()
         flat = WordIndex(vocab, words_cpu, kind="flat", device=where)
@@ -124,6 +134,9 @@ def run_dataset(name: str, device: torch.device, cfg: dict, warmup: int, repeat:
         tune_s = time.perf_counter() - t0
         sweep = sorted({p for p in NPROBE_SWEEP if p < ivf.nlist} | {default, tuned})
         for nprobe in sweep:
+            if over_budget():
+                out.append({"provider": f"{label} ivf nprobe={nprobe}", "error": budget_note()})
+                continue
             ivf.nprobe = nprobe
             (_, ids), ms = _timed(lambda: ivf.search(queries, k), device, warmup, repeat)
             note = ", ".join(n for n, v in (("default", default), ("tuned for 0.95", tuned)) if v == nprobe)
@@ -136,14 +149,19 @@ def run_dataset(name: str, device: torch.device, cfg: dict, warmup: int, repeat:
         if m.get("search_ms"):
             m["speedup_vs_torch"] = base / m["search_ms"]
     return {"name": f"{name} V={cfg['num_words']} D={cfg['dim']} Q={nq} k={k}", "dataset": name,
-            **cfg, "measurements": out}
+            **cfg, "dtype": "torch.float32", "measurements": out}
 
 
 def run(device: torch.device, *, quick: bool = False) -> dict:
     cfg = QUICK if quick else FULL
     warmup, repeat = (1, 1) if quick else (1, 3)
     cases = [run_dataset(name, device, cfg, warmup, repeat) for name in ("isotropic", "clustered")]
-    return {"cases": cases, "faiss": faiss_info(), "render": markdown}
+    try:
+        info = faiss_info()
+    except ImportError as exc:
+        info = {"error": str(exc)}
+    return {"cases": cases, "faiss": info, "render": markdown,
+            "settings": {"warmup": warmup, "repeat": repeat, "single_run_above_s": SINGLE_RUN_S}}
 
 
 def markdown(payload: dict) -> str:
@@ -153,7 +171,8 @@ def markdown(payload: dict) -> str:
              f"Measured on **{m['device_name']}** ({m['cpu_count']} CPU cores, {m['torch_threads']} torch threads, "
              f"{f.get('omp_threads')} FAISS threads), torch {m['torch']}, faiss {f.get('faiss_version')} "
              f"(GPU build: {f.get('gpu_build')}), commit {m['git_commit']}, {m['date']}.",
-             "Search time = median wall time of one call answering all queries (3 repeats after a warm-up; "
+             "Search time = median wall time of one call answering all queries "
+             f"({payload.get('settings', {}).get('repeat', 3)} repeats after a warm-up; "
              f"configurations slower than {SINGLE_RUN_S:.0f} s: one run); recall@k against the exact fp32 "
              "brute-force top-k; build = index construction (IVF: k-means training included).",
              "The machine is shared with other jobs: expect noise of tens of percent between rows.", ""]

@@ -13,6 +13,7 @@ COMMANDS = {
     "demo": "demo",
     "data": "data",
     "words": "words",
+    "bench": "bench",
 }
 
 

@@ -5,13 +5,16 @@ that have words (same label = positive; class-balanced anchor weights). L_CMI: t
 vector s (a) aligned with the pooled embedding of the image's words (target detached) and (b)
 predicting those words as a multi-label problem over the vocabulary with word logits s . E^T
 (class-balanced over word frequency; fused linear + BCE so the B x |V| logits never exist at once).
-Every term goes through pycmlt.ops, so the backend in use is decided there, not here."""
+Every term goes through pycmlt.ops, so the backend in use is decided there, not here. Each term runs
+inside a profiler range named "pycmlt.loss.<term>" (free unless a torch.profiler is recording), so
+that profiles attribute step time to the losses (benchmarks/train_step.py)."""
 from __future__ import annotations
 
 import math
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 import pycmlt
 from pycmlt.models import CMLTNet, CMLTNetOutput
@@ -53,19 +56,24 @@ class CMLTNetObjective(nn.Module):
 
     def forward(self, out: CMLTNetOutput, labels: torch.Tensor, word_ids: torch.Tensor | None,
                 word_mask: torch.Tensor | None, model: CMLTNet) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        parts = {"cls": self.classification(out.logits, labels)}
+        with record_function("pycmlt.loss.cls"):
+            parts = {"cls": self.classification(out.logits, labels)}
         total = parts["cls"]
         has = out.has_words
         if has is not None and (self.use_align or self.use_infer):
             if self.use_align and out.z_v is not None:
-                a, b = out.z_v[has], out.z_t[has]
-                parts["align"] = self.contrastive(a, b, None if self.multi_label else labels[has])
+                with record_function("pycmlt.loss.align"):
+                    a, b = out.z_v[has], out.z_t[has]
+                    parts["align"] = self.contrastive(a, b, None if self.multi_label else labels[has])
                 total = total + self.config.lambda_align * parts["align"]
             if self.use_infer:
                 s = out.s[has]
-                parts["infer_align"] = pycmlt.ops.alignment_loss(s, out.pooled_words[has].detach(), kind="cosine")
-                targets = words_multi_hot(word_ids[has], word_mask[has], model.word_table.shape[0])
-                parts["infer_words"] = pycmlt.ops.fused_linear_class_balanced_bce(
-                    s, model.word_table, targets, class_counts=self.word_counts, beta=self.config.word_loss_beta)
+                with record_function("pycmlt.loss.infer_align"):
+                    parts["infer_align"] = pycmlt.ops.alignment_loss(s, out.pooled_words[has].detach(),
+                                                                     kind="cosine")
+                with record_function("pycmlt.loss.infer_words"):
+                    targets = words_multi_hot(word_ids[has], word_mask[has], model.word_table.shape[0])
+                    parts["infer_words"] = pycmlt.ops.fused_linear_class_balanced_bce(
+                        s, model.word_table, targets, class_counts=self.word_counts, beta=self.config.word_loss_beta)
                 total = total + self.config.lambda_infer * (parts["infer_align"] + parts["infer_words"])
         return total, parts
