@@ -93,3 +93,30 @@ def test_heads():
     for mode, width in (("concat", 16), ("gated", 8)):
         f = Fusion(8, 5, mode)
         assert f(torch.randn(2, 8), torch.randn(2, 5)).shape == (2, width) and f.out_features == width
+
+
+def test_class_word_profile_tf_idf():
+    from pycmlt.models import class_word_profile
+
+    # class 0: images with words {0, 1} and {1}; class 1: {1, 2}; word 1 is in every class (idf 0)
+    profile = class_word_profile([[0, 1], [1], [1, 2]], torch.tensor([0, 0, 1]), 2, 3)
+    torch.testing.assert_close(profile, torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    multi = class_word_profile([[0], [2]], torch.tensor([[1.0, 1.0], [0.0, 1.0]]), 2, 3)
+    torch.testing.assert_close(multi.sum(1), torch.ones(2))
+
+
+def test_semantic_head_scores_prototypes():
+    from pycmlt.models import class_word_profile
+
+    profile = class_word_profile([[0], [1]], torch.tensor([0, 1]), 2, 4)
+    cfg = CMLTNetConfig(num_classes=2, vocab_size=4, backbone="resnet20", use_fuse=False, semantic_head=True,
+                        word_dim=8)
+    model = CMLTNet(cfg, class_words=profile).eval()
+    out = model(torch.randn(3, 3, 32, 32))
+    proto = torch.nn.functional.normalize(model.word_table[:2], dim=1)
+    expected = model.classifier(out.h_v) + 10.0 * torch.nn.functional.normalize(out.s, dim=1) @ proto.t()
+    torch.testing.assert_close(out.logits, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="class_words must have shape"):
+        CMLTNet(cfg, class_words=torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="semantic_head needs use_infer"):
+        CMLTNetConfig(num_classes=2, vocab_size=4, use_infer=False, use_fuse=False, semantic_head=True)

@@ -115,13 +115,17 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 def test_compare_and_eval_cli(tmp_path):
     out = tmp_path / "cmp"
-    args = ["compare", "--methods", "ce", "balanced-softmax", "--seeds", "0", "1", "--dataset", "synthetic",
+    args = ["compare", "--methods", "logit-adjust", "ce", "balanced-softmax", "--seeds", "0", "1", "--dataset", "synthetic",
             "--image-size", "16", "--data-options", json.dumps(TINY_DATA), "--backbone", "resnet20",
             "--epochs", "1", "--batch-size", "16", "--out", str(out), "--no-progress"]
     res = subprocess.run(_cli(*args), capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "compare.json").read_text())
-    assert set(summary["mean"]) == {"ce", "balanced-softmax"} and summary["seeds"] == [0, 1]
+    assert set(summary["mean"]) == {"ce", "balanced-softmax", "logit-adjust"} and summary["seeds"] == [0, 1]
+    # logit-adjust reuses the ce model of its seed (post-hoc adjustment, no second training)
+    assert not (out / "logit-adjust" / "seed0" / "checkpoint.pt").exists()
+    adjusted, plain = load_model(out / "logit-adjust" / "seed0")[0], load_model(out / "ce" / "seed0")[0]
+    assert all(torch.equal(a, b) for a, b in zip(adjusted.state_dict().values(), plain.state_dict().values()))
     assert (out / "compare.md").read_text().count("|") > 10 and (out / "per_class_accuracy.png").exists()
     res = subprocess.run(_cli("eval", str(out / "ce" / "seed0"), "--json"), capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr

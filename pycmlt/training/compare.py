@@ -17,17 +17,22 @@ from pycmlt.training.loop import CHECKPOINT, train
 from pycmlt.training.report import COLUMNS, ML_COLUMNS, format_metrics_table
 
 ABLATIONS = {"no-align": {"use_align": False}, "no-infer": {"use_infer": False, "use_fuse": False},
-             "no-fuse": {"use_fuse": False}}
-STAGE_TWO = ("crt", "tau-norm")
+             "no-fuse": {"use_fuse": False}, "no-semantic": {"semantic_head": False},
+             "minilm": {"word_vectors": "minilm"}}
+# Built on a ce model of the same seed (logit-adjust only adjusts ce's logits post hoc, so the ce
+# model is reused instead of training the same network twice).
+STAGE_TWO = ("crt", "tau-norm", "logit-adjust")
 
 
 def parse_variant(name: str) -> tuple[str, dict]:
-    """'cmltnet:no-align' -> ('cmltnet', {'use_align': False}); plain method names map to themselves."""
+    """'cmltnet:no-align' -> ('cmltnet', {'use_align': False}); plain method names map to themselves.
+    Variants of cmltnet: no-align, no-infer, no-fuse, no-semantic (ablations), minilm (word table
+    initialised from MiniLM vectors)."""
     method, _, ablation = name.partition(":")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} in {name!r}; methods: {METHODS}")
     if ablation and (method != "cmltnet" or ablation not in ABLATIONS):
-        raise ValueError(f"unknown variant {name!r}: ablations are cmltnet:{'|'.join(ABLATIONS)}")
+        raise ValueError(f"unknown variant {name!r}: variants are cmltnet:{'|'.join(ABLATIONS)}")
     return method, dict(ABLATIONS.get(ablation, {}))
 
 

@@ -23,7 +23,7 @@ class TrainConfig:
     num_workers: int = 0
     # method
     method: str = "ce"
-    cls_loss: str | None = None           # classification loss of cmltnet: one of the loss methods (default ce)
+    cls_loss: str | None = None           # classification loss of cmltnet: a loss method (default balanced-softmax)
     beta: float = 0.9999                  # class-balanced weights (cb-focal, ldam-drw after DRW)
     focal_gamma: float = 1.0
     ldam_max_margin: float = 0.5
@@ -31,20 +31,20 @@ class TrainConfig:
     drw_start_epoch: int | None = None    # default: 80% of the epochs
     logit_adjust_tau: float = 1.0         # balanced-softmax uses 1 in the loss; logit-adjust post hoc
     tau_norm: float = 1.0                 # tau-norm stage two
-    stage1: str | None = None             # run folder of the stage-one model (crt, tau-norm)
+    stage1: str | None = None             # run folder of the stage-one model (crt, tau-norm; logit-adjust: reuse it)
     crt_epochs: int = 10
     # CMLTNet modules (ablations: --no-align / --no-infer / --no-fuse)
     use_align: bool = True
     use_infer: bool = True
     use_fuse: bool = True
-    lambda_align: float = 0.5
-    lambda_infer: float = 0.5
+    lambda_align: float = 0.1
+    lambda_infer: float = 0.1
     align_temperature: float = 0.1
     word_loss_beta: float = 0.999         # class-balanced word-prediction weights over word frequency
     word_dim: int = 128
     word_vectors: str = "none"            # "none" | "minilm" (pretrained initialisation of the word table)
     fusion: str = "concat"
-    semantic_head: bool = False           # also score s against class prototypes in the word space
+    semantic_head: bool = True            # also score s against class prototypes in the word space
     text_pooling: str = "mean"
     # model and optimisation
     backbone: str = "resnet32"

@@ -77,7 +77,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     multi_label = bool(train_set.multi_label)
 
     with pycmlt.ops.use_backend(config.backend):
-        if config.method in ("crt", "tau-norm"):
+        if config.method in ("crt", "tau-norm") or (config.method == "logit-adjust" and config.stage1):
             model, history = _second_stage(config, train_set, class_counts, multi_label, device, ctx, collate,
                                            checkpoint_path, resume)
         else:
@@ -258,12 +258,15 @@ def save_model(model: CMLTNet, path: Path, config: TrainConfig, train_set) -> No
 
 def _second_stage(config, train_set, class_counts, multi_label, device, ctx, collate, checkpoint_path, resume):
     """crt: re-train the classifier on frozen features with class-balanced sampling; tau-norm:
-    rescale the stage-one classifier's weight norms (Kang et al. 2020)."""
+    rescale the stage-one classifier's weight norms (Kang et al. 2020); logit-adjust with a stage-one
+    model: no training, its logits are adjusted post hoc at evaluation (Menon et al. 2021)."""
     model, meta = load_model(config.stage1, device)
     if meta["classes"] != list(train_set.classes):
         raise ValueError(f"stage1 model {config.stage1} was trained on other classes than {config.dataset}")
     if config.method == "tau-norm":
         tau_normalize_(model.classifier, config.tau_norm)
+        return model, []
+    if config.method == "logit-adjust":
         return model, []
     for p in model.parameters():
         p.requires_grad_(False)

@@ -17,9 +17,9 @@ MULTI_LABEL_LOSSES = ("ce", "cb-focal")
 
 
 def loss_method(config: TrainConfig) -> str:
-    """The classification-loss recipe of a run (cmltnet trains with cls_loss, default ce)."""
+    """The classification-loss recipe of a run (cmltnet trains with cls_loss, default balanced softmax)."""
     if config.method == "cmltnet":
-        return config.cls_loss or "ce"
+        return config.cls_loss or "balanced-softmax"
     if config.method in ("crt", "tau-norm"):
         return "ce"
     return config.method
