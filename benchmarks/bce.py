@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmarks.ce import SHAPES, describe
-from benchmarks.harness import LossSuite, generator
+from benchmarks.ce import F32, SHAPES, describe
+from benchmarks.harness import LossSuite, Shapes, generator
 from pycmlt.ops import class_balanced_bce
 
 
@@ -23,9 +23,14 @@ def make_inputs(shape, device):
     return [x], (t,)
 
 
+# CPU: issue 3's target case (N=4096, C=1000), then C scaling at N=2048.
+BCE_SHAPES = Shapes(cpu=[(4096, 1000, F32)] + [(2048, c, F32) for c in (1000, 8192, 32000)], cuda=SHAPES.cuda,
+                    quick_cpu=SHAPES.quick_cpu, quick_cuda=SHAPES.quick_cuda)
+
+
 SUITE = LossSuite(
     name="bce",
-    shapes=SHAPES,
+    shapes=BCE_SHAPES,
     eager=eager,
     ours=lambda backend: lambda x, t: class_balanced_bce(x, t, backend=backend),
     make_inputs=make_inputs,

@@ -35,7 +35,8 @@ def peers(device):
 
 
 # (N, C, dtype): C varies at fixed N (the bce suite uses the same logits shapes)
-SHAPES = Shapes(cpu=[(2048, c, F32) for c in (1000, 8192, 32000)],
+# CPU: issue 2's target shapes (N=4096, C=1000 and N=1024, C=32000), then C scaling at N=2048.
+SHAPES = Shapes(cpu=[(4096, 1000, F32), (1024, 32000, F32)] + [(2048, c, F32) for c in (1000, 8192, 32000)],
                 cuda=[(16384, c, dt) for dt in (BF16, F32) for c in (1000, 8192, 32000)],
                 quick_cpu=[(256, 1000, F32)],
                 quick_cuda=[(4096, 8192, BF16)])

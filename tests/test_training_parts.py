@@ -56,3 +56,28 @@ def test_atomic_save_keeps_previous_checkpoint_on_failure(tmp_path, monkeypatch)
     with pytest.raises(FileNotFoundError):
         ckpt.load(tmp_path / "missing.pt")
     assert not (tmp_path / "checkpoint.pt.tmp").exists()
+
+
+def test_compare_variants_map_to_config_changes():
+    from pycmlt.training.compare import parse_variant
+
+    assert parse_variant("ce") == ("ce", {})
+    assert parse_variant("cmltnet:no-infer") == ("cmltnet", {"use_infer": False, "use_fuse": False})
+    assert parse_variant("cmltnet:minilm") == ("cmltnet", {"word_vectors": "minilm"})
+    assert parse_variant("cmltnet:ldam-drw") == ("cmltnet", {"cls_loss": "ldam-drw"})
+    with pytest.raises(ValueError, match="unknown variant"):
+        parse_variant("ce:no-align")
+    with pytest.raises(ValueError, match="unknown method"):
+        parse_variant("svm")
+
+
+def test_cmltnet_classifier_and_semantic_scale_follow_the_classification_loss():
+    from pycmlt.training.methods import model_config
+
+    linear = model_config(TrainConfig(method="cmltnet"), num_classes=5, vocab_size=7)
+    assert linear.classifier == "linear" and linear.semantic_scale == 10.0
+    # LDAM scales cosine logits by ldam_scale: the semantic cosine scores start on that scale too
+    cosine = model_config(TrainConfig(method="cmltnet", cls_loss="ldam-drw"), num_classes=5, vocab_size=7)
+    assert cosine.classifier == "cosine" and cosine.semantic_scale == 1.0 and cosine.semantic_head
+    plain = model_config(TrainConfig(method="ce"), num_classes=5, vocab_size=7)
+    assert not (plain.use_align or plain.use_infer or plain.semantic_head) and plain.vocab_size == 0

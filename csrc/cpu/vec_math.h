@@ -36,6 +36,25 @@ PYCMLT_ALWAYS_INLINE float fast_expf(float x) {
   return x < -87.3f ? 0.0f : (x > 88.72f ? std::numeric_limits<float>::infinity() : y);
 }
 
+// log(1 + r) + e * log(2) for r in [sqrt(1/2) - 1, sqrt(2) - 1] (Cephes logf polynomial, log(2)
+// split into a coarse and a fine part): the shared core of fast_logf and fast_log_1_2.
+PYCMLT_ALWAYS_INLINE float log_reduced(float r, float e) {
+  const float z = r * r;
+  float y = 7.0376836292e-2f;
+  y = y * r - 1.1514610310e-1f;
+  y = y * r + 1.1676998740e-1f;
+  y = y * r - 1.2420140846e-1f;
+  y = y * r + 1.4249322787e-1f;
+  y = y * r - 1.6668057665e-1f;
+  y = y * r + 2.0000714765e-1f;
+  y = y * r - 2.4999993993e-1f;
+  y = y * r + 3.3333331174e-1f;
+  y = y * r * z;
+  y = y - 2.12194440e-4f * e;
+  y = y - 0.5f * z;
+  return r + y + 0.693359375f * e;
+}
+
 // logf with ~1 ulp error (Cephes polynomial), branch-free so it vectorises; handles denormals,
 // log(0) = -inf, log(+inf) = +inf, log(x < 0) = NaN, NaN -> NaN.
 PYCMLT_ALWAYS_INLINE float fast_logf(float x) {
@@ -50,20 +69,7 @@ PYCMLT_ALWAYS_INLINE float fast_logf(float x) {
   const bool small = m < 0.707106781186547524f;
   const float e = small ? e0 - 1.0f : e0;
   const float r = small ? m + m - 1.0f : m - 1.0f;
-  const float z = r * r;
-  float y = 7.0376836292e-2f;
-  y = y * r - 1.1514610310e-1f;
-  y = y * r + 1.1676998740e-1f;
-  y = y * r - 1.2420140846e-1f;
-  y = y * r + 1.4249322787e-1f;
-  y = y * r - 1.6668057665e-1f;
-  y = y * r + 2.0000714765e-1f;
-  y = y * r - 2.4999993993e-1f;
-  y = y * r + 3.3333331174e-1f;
-  y = y * r * z;
-  y = y - 2.12194440e-4f * e;
-  y = y - 0.5f * z;
-  float res = r + y + 0.693359375f * e;
+  float res = log_reduced(r, e);
   // Special values, one plain select each (so that the loop stays vectorisable).
   const float inf = std::numeric_limits<float>::infinity();
   res = x == inf ? inf : res;
@@ -79,20 +85,7 @@ PYCMLT_ALWAYS_INLINE float fast_log_1_2(float u) {
   const float m = big ? u * 0.5f : u;  // m in [0.707, 1.414], u = m * 2^e
   const float e = big ? 1.0f : 0.0f;
   const float r = m - 1.0f;
-  const float z = r * r;
-  float y = 7.0376836292e-2f;
-  y = y * r - 1.1514610310e-1f;
-  y = y * r + 1.1676998740e-1f;
-  y = y * r - 1.2420140846e-1f;
-  y = y * r + 1.4249322787e-1f;
-  y = y * r - 1.6668057665e-1f;
-  y = y * r + 2.0000714765e-1f;
-  y = y * r - 2.4999993993e-1f;
-  y = y * r + 3.3333331174e-1f;
-  y = y * r * z;
-  y = y - 2.12194440e-4f * e;
-  y = y - 0.5f * z;
-  return r + y + 0.693359375f * e;
+  return log_reduced(r, e);
 }
 
 // log(1 + e) for e in [0, 1] without losing the small-e digits: log(u) + (e - (u - 1)) / u with

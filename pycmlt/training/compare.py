@@ -18,7 +18,7 @@ from pycmlt.training.report import COLUMNS, ML_COLUMNS, format_metrics_table
 
 ABLATIONS = {"no-align": {"use_align": False}, "no-infer": {"use_infer": False, "use_fuse": False},
              "no-fuse": {"use_fuse": False}, "no-semantic": {"semantic_head": False},
-             "minilm": {"word_vectors": "minilm"}}
+             "minilm": {"word_vectors": "minilm"}, "ldam-drw": {"cls_loss": "ldam-drw"}}
 # Built on a ce model of the same seed (logit-adjust only adjusts ce's logits post hoc, so the ce
 # model is reused instead of training the same network twice).
 STAGE_TWO = ("crt", "tau-norm", "logit-adjust")
@@ -27,7 +27,7 @@ STAGE_TWO = ("crt", "tau-norm", "logit-adjust")
 def parse_variant(name: str) -> tuple[str, dict]:
     """'cmltnet:no-align' -> ('cmltnet', {'use_align': False}); plain method names map to themselves.
     Variants of cmltnet: no-align, no-infer, no-fuse, no-semantic (ablations), minilm (word table
-    initialised from MiniLM vectors)."""
+    initialised from MiniLM vectors), ldam-drw (LDAM-DRW classification loss, cosine classifier)."""
     method, _, ablation = name.partition(":")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} in {name!r}; methods: {METHODS}")
