@@ -9,29 +9,16 @@
 
 #include "common/align_row_math.h"
 #include "cuda/alignment_kernel.h"
+#include "cuda/device_common.cuh"
 
 namespace pycmlt {
 namespace {
 
-constexpr int kWarp = 32;
+using cuda_detail::from_float;
+using cuda_detail::kWarp;
+using cuda_detail::to_float;
+using cuda_detail::warp_sum;
 constexpr int kThreads = 256;
-
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T>
-__device__ __forceinline__ T from_f(float v);
-template <>
-__device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = kWarp / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) alignment_kernel(AlignLaunch p) {
@@ -43,7 +30,7 @@ __global__ void __launch_bounds__(kThreads) alignment_kernel(AlignLaunch p) {
   const T* b = static_cast<const T*>(p.b) + row * D;
   float aa = 0.f, bb = 0.f, ab = 0.f, dd = 0.f;
   for (int64_t k = lane; k < D; k += kWarp) {
-    const float x = to_f(a[k]), y = to_f(b[k]);
+    const float x = to_float(a[k]), y = to_float(b[k]);
     aa = fmaf(x, x, aa);
     bb = fmaf(y, y, bb);
     ab = fmaf(x, y, ab);
@@ -62,7 +49,7 @@ __global__ void __launch_bounds__(kThreads) alignment_kernel(AlignLaunch p) {
   } else {
     float d2 = 0.f;
     for (int64_t k = lane; k < D; k += kWarp) {
-      const float e = c.ua * to_f(a[k]) - c.ub * to_f(b[k]);
+      const float e = c.ua * to_float(a[k]) - c.ub * to_float(b[k]);
       d2 = fmaf(e, e, d2);
     }
     loss = warp_sum(d2);
@@ -73,9 +60,9 @@ __global__ void __launch_bounds__(kThreads) alignment_kernel(AlignLaunch p) {
   T* gb = p.grad_b ? static_cast<T*>(p.grad_b) + row * D : nullptr;
   if (!ga && !gb) return;
   for (int64_t k = lane; k < D; k += kWarp) {
-    const float x = to_f(a[k]), y = to_f(b[k]);
-    if (ga) ga[k] = from_f<T>(ca * x + be * y);
-    if (gb) gb[k] = from_f<T>(cb * y + be * x);
+    const float x = to_float(a[k]), y = to_float(b[k]);
+    if (ga) ga[k] = from_float<T>(ca * x + be * y);
+    if (gb) gb[k] = from_float<T>(cb * y + be * x);
   }
 }
 
