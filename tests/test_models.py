@@ -121,3 +121,10 @@ def test_semantic_head_scores_prototypes():
         CMLTNet(cfg, class_words=torch.zeros(3, 4))
     with pytest.raises(ValueError, match="semantic_head needs use_infer"):
         CMLTNetConfig(num_classes=2, vocab_size=4, use_infer=False, use_fuse=False, semantic_head=True)
+
+
+def test_semantic_scale_defaults_to_the_classifier_scale():
+    cosine = CMLTNetConfig(num_classes=3, vocab_size=4, classifier="cosine", cosine_scale=2.0, semantic_head=True)
+    assert cosine.semantic_scale == 2.0
+    assert CMLTNetConfig(num_classes=3, vocab_size=4, semantic_head=True).semantic_scale == 10.0
+    assert CMLTNetConfig(num_classes=3, vocab_size=4, semantic_head=True, semantic_scale=5.0).semantic_scale == 5.0

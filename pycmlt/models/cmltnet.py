@@ -33,7 +33,8 @@ class CMLTNetConfig:
     classifier: str = "linear"   # "linear" | "cosine"
     cosine_scale: float = 1.0
     semantic_head: bool = False  # add cosine logits between s and class prototypes in the word space
-    semantic_scale: float = 10.0 # initial scale of those logits (learned)
+    semantic_scale: float | None = None  # initial scale of those logits (learned); default: the
+                                 # classifier's own scale (cosine_scale for a cosine classifier, else 10)
 
     def __post_init__(self):
         if self.num_classes < 1:
@@ -44,6 +45,8 @@ class CMLTNetConfig:
             raise ValueError("use_fuse needs use_infer: fusion consumes the inferred semantic vector s")
         if self.semantic_head and not self.use_infer:
             raise ValueError("semantic_head needs use_infer: it scores the inferred semantic vector s")
+        if self.semantic_scale is None:
+            self.semantic_scale = self.cosine_scale if self.classifier == "cosine" else 10.0
 
 
 @dataclass

@@ -37,10 +37,7 @@ def model_config(config: TrainConfig, num_classes: int, vocab_size: int) -> CMLT
         num_classes=num_classes, vocab_size=vocab_size if cmlt else 0, backbone=config.backbone,
         backbone_weights=config.backbone_weights, word_dim=config.word_dim, text_pooling=config.text_pooling,
         use_align=cmlt and config.use_align, use_infer=use_infer, use_fuse=use_infer and config.use_fuse,
-        fusion=config.fusion, classifier=classifier, semantic_head=use_infer and config.semantic_head,
-        # the semantic cosine logits start on the classifier's own scale (a cosine classifier's
-        # logits are cosines that the loss scales, e.g. by ldam_scale)
-        semantic_scale=1.0 if classifier == "cosine" else 10.0)
+        fusion=config.fusion, classifier=classifier, semantic_head=use_infer and config.semantic_head)
 
 
 class ClassificationLoss(nn.Module):
