@@ -1,6 +1,6 @@
 """Class-balanced multi-label BCE: forward, backward and forward+backward time and peak memory of
 every available pycmlt backend against eager PyTorch (F.binary_cross_entropy_with_logits) and
-torch.compile of it, all measured in one run. Cases vary C at fixed N."""
+torch.compile of it, all measured in one run."""
 from __future__ import annotations
 
 import torch
