@@ -7,8 +7,15 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 from pycmlt.ops import available_backends  # noqa: E402
+
+# Property tests draw the same examples on every run ("deterministic", the default), so CI verdicts are
+# reproducible; `pytest --hypothesis-profile=explore` draws fresh random examples.
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("PYCMLT_HYPOTHESIS_PROFILE", "deterministic"))
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

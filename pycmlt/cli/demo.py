@@ -36,7 +36,7 @@ def run(args) -> int:
     compare(base, ["ce", "cmltnet"], [args.seed], args.out)
     print(f"\nper-class accuracy plot: {args.out}/per_class_accuracy.png")
 
-    print(f"\n== words CMLTNet infers from test images (privileged information it never sees at test time)")
+    print("\n== words CMLTNet infers from test images (privileged information it never sees at test time)")
     model, meta = load_model(f"{args.out}/cmltnet/seed{args.seed}")
     _, test_set = load_datasets(TrainConfig.from_dict(meta["train_config"]))
     step = max(1, len(test_set) // max(1, args.examples))

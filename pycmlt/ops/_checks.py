@@ -88,3 +88,11 @@ def check_targets_in_range(target: torch.Tensor, num_classes: int, ignore_index:
         flat = target.reshape(-1)
         raise ValueError(f"target[{i}] = {int(flat[i])} is out of range: expected 0 <= target < {num_classes} "
                          f"or target == ignore_index ({ignore_index})")
+
+
+def compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    """The dtype the torch references compute in: at least fp32 (fp16/bf16 are upcast), fp64 stays fp64."""
+    out = torch.float32
+    for dtype in dtypes:
+        out = torch.promote_types(out, dtype)
+    return out

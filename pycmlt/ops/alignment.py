@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from pycmlt import _extension
 from pycmlt.ops import _backend
-from pycmlt.ops._checks import check_same_device, check_tensor, reduction_code
+from pycmlt.ops._checks import check_same_device, check_tensor, compute_dtype, reduction_code
 from pycmlt.ops._registration import scale_saved_grad
 
 OP_NAME = "alignment_loss"
@@ -54,7 +54,8 @@ def alignment_loss(a: torch.Tensor, b: torch.Tensor, *, kind: str = "cosine", no
 
 def alignment_reference(a, b, *, kind="cosine", normalize=True, reduction="mean", upcast=True):
     """Readable PyTorch reference on [N, D] rows; autograd for the gradient."""
-    x, y = (a.float(), b.float()) if upcast else (a, b)
+    dtype = compute_dtype(a.dtype, b.dtype) if upcast else torch.promote_types(a.dtype, b.dtype)
+    x, y = a.to(dtype), b.to(dtype)
     if normalize:
         x, y = F.normalize(x, dim=-1, eps=NORM_EPS), F.normalize(y, dim=-1, eps=NORM_EPS)
     loss = 1 - (x * y).sum(-1) if kind == "cosine" else (x - y).pow(2).sum(-1)

@@ -13,6 +13,7 @@ from pycmlt.ops._checks import (
     check_same_device,
     check_tensor,
     class_counts_tensor,
+    compute_dtype,
     reduction_code,
 )
 from pycmlt.ops._registration import scale_saved_grad
@@ -147,10 +148,10 @@ def bce_reference(logits, targets, weight=None, pos_weight=None, *, focal_gamma=
                   upcast=True):
     """Readable PyTorch reference (autograd for the gradient), any shape.
 
-    upcast=True (the `torch` backend) computes in fp32; upcast=False keeps the input dtype, which
-    is what plain PyTorch does with fp16/bf16 and what the tests use as the low-precision baseline.
+    upcast=True (the `torch` backend) computes in fp32 (fp64 inputs in fp64); upcast=False keeps the input
+    dtype, which is what plain PyTorch does with fp16/bf16 and what the tests use as the low-precision baseline.
     """
-    z = logits.float() if upcast else logits
+    z = logits.to(compute_dtype(logits.dtype)) if upcast else logits
     t = targets.to(z.dtype)
     w = None if weight is None else weight.to(z.dtype)
     pw = None if pos_weight is None else pos_weight.to(z.dtype)

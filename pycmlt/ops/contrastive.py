@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from pycmlt import _extension
 from pycmlt.ops import _backend
-from pycmlt.ops._checks import check_finite_scalar, check_same_device, check_tensor, reduction_code
+from pycmlt.ops._checks import check_finite_scalar, check_same_device, check_tensor, compute_dtype, reduction_code
 from pycmlt.ops.class_balance import class_balanced_weights
 
 OP_NAME = "cross_modal_contrastive"
@@ -117,7 +117,7 @@ def contrastive_with_class_weights(
         check_same_device("a", a, class_weight=class_weight)
         if class_weight.dim() != 1:
             raise ValueError(f"class_weight must be 1-D [C], got shape {tuple(class_weight.shape)}")
-        class_weight = class_weight.to(torch.float32)
+        class_weight = class_weight.to(compute_dtype(a.dtype, b.dtype))
         if not torch.compiler.is_compiling():
             _check_label_range(la, "labels", class_weight.numel())
             _check_label_range(lb, "b_labels", class_weight.numel())
@@ -155,10 +155,11 @@ def contrastive_reference(a, b, labels=None, b_labels=None, logit_scale=DEFAULT_
                           symmetric=True, class_weight=None, reduction="mean", upcast=True, return_stats=False):
     """Readable PyTorch reference: materialises the N x M similarity; autograd for the gradient.
 
-    upcast=True (the `torch` backend) computes in fp32; upcast=False keeps the input dtype (what
-    plain PyTorch does with fp16/bf16; the tests' low-precision baseline).
+    upcast=True (the `torch` backend) computes in fp32 (fp64 inputs in fp64); upcast=False keeps the input
+    dtype (what plain PyTorch does with fp16/bf16; the tests' low-precision baseline).
     """
-    x, y = (a.float(), b.float()) if upcast else (a, b)
+    dtype = compute_dtype(a.dtype, b.dtype) if upcast else torch.promote_types(a.dtype, b.dtype)
+    x, y = a.to(dtype), b.to(dtype)
     if normalize:
         x, y = F.normalize(x, dim=1, eps=NORM_EPS), F.normalize(y, dim=1, eps=NORM_EPS)
     scale = logit_scale.exp() if isinstance(logit_scale, torch.Tensor) else math.exp(logit_scale)
@@ -169,7 +170,7 @@ def contrastive_reference(a, b, labels=None, b_labels=None, logit_scale=DEFAULT_
         pos = torch.eye(x.shape[0], y.shape[0], dtype=torch.bool, device=x.device)
     else:
         pos = labels[:, None] == (labels if b_labels is None else b_labels)[None, :]
-    if class_weight is not None and not upcast:
+    if class_weight is not None:
         class_weight = class_weight.to(x.dtype)
     parts = [_reference_direction(s, pos, 1, labels, class_weight)]
     if symmetric:
@@ -288,9 +289,9 @@ def _logit_scale_tensor(logit_scale, ref: torch.Tensor) -> torch.Tensor:
             if logit_scale.device.type != "cpu":
                 raise ValueError(f"logit_scale is on {logit_scale.device} but a is on {ref.device}")
             logit_scale = logit_scale.to(ref.device)
-        return logit_scale.reshape(()).to(torch.float32)
+        return logit_scale.reshape(()).to(compute_dtype(ref.dtype))
     value = check_finite_scalar("logit_scale", logit_scale)
-    return torch.tensor(value, dtype=torch.float32, device=ref.device)
+    return torch.tensor(value, dtype=compute_dtype(ref.dtype), device=ref.device)
 
 
 def _stats_function(chosen: str):
@@ -303,7 +304,8 @@ def _stats_function(chosen: str):
 
 def stats_reference(a, b, logit_scale, la, lb, diag_offset, normalize, col_stats):
     """The statistics of pycmlt::contrastive_stats computed by materialising S (torch backend, tests)."""
-    x, y = a.float(), b.float()
+    dtype = compute_dtype(a.dtype, b.dtype)
+    x, y = a.to(dtype), b.to(dtype)
     if normalize:
         x, y = F.normalize(x, dim=1, eps=NORM_EPS), F.normalize(y, dim=1, eps=NORM_EPS)
     s = logit_scale.exp() * (x @ y.T)

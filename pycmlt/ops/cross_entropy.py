@@ -14,6 +14,7 @@ from pycmlt.ops._checks import (
     check_targets_in_range,
     check_tensor,
     class_counts_tensor,
+    compute_dtype,
     reduction_code,
 )
 from pycmlt.ops._registration import scale_saved_grad
@@ -118,7 +119,7 @@ def cross_entropy_with_class_tensors(
             check_same_device("logits", logits, **{name: value})
             if value.shape != (num_classes,):
                 raise ValueError(f"{name} must have shape [{num_classes}], got {tuple(value.shape)}")
-            value = value.to(torch.float32).contiguous()
+            value = value.to(compute_dtype(logits.dtype)).contiguous()
         per_class[name] = value
 
     chosen = _backend.resolve(backend, logits2d, OP_NAME)
@@ -142,13 +143,12 @@ def cross_entropy_reference(logits, target, class_weight=None, margins=None, log
                             upcast=True):
     """Readable PyTorch reference on [N, C] logits, autograd for the gradient.
 
-    upcast=True (the `torch` backend) computes in fp32; upcast=False keeps the input dtype, which
-    is what plain PyTorch does with fp16/bf16 and what the tests use as the low-precision baseline.
+    upcast=True (the `torch` backend) computes in fp32 (fp64 inputs in fp64); upcast=False keeps the input
+    dtype, which is what plain PyTorch does with fp16/bf16 and what the tests use as the low-precision baseline.
     """
-    z = logits.float() if upcast else logits
-    if not upcast:
-        class_weight, margins, logit_bias = (None if t is None else t.to(z.dtype)
-                                             for t in (class_weight, margins, logit_bias))
+    z = logits.to(compute_dtype(logits.dtype)) if upcast else logits
+    class_weight, margins, logit_bias = (None if t is None else t.to(z.dtype)
+                                         for t in (class_weight, margins, logit_bias))
     keep = target != ignore_index
     safe = torch.where(keep, target, 0)
     if logit_bias is not None:

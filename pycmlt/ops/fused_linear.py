@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from pycmlt.ops import _backend
 from pycmlt.ops._checks import check_finite_scalar, check_same_device, check_targets_in_range, check_tensor
-from pycmlt.ops._checks import reduction_code
+from pycmlt.ops._checks import compute_dtype, reduction_code
 from pycmlt.ops._registration import scale_saved_grad
 from pycmlt.ops.bce import bce_reference, broadcast_weight_2d, check_targets, effective_bce_weight
 from pycmlt.ops.cross_entropy import _checks_enabled, class_tensors, cross_entropy_reference, loss_aux
@@ -119,7 +119,7 @@ def fused_linear_cross_entropy_with_class_tensors(
             check_same_device("hidden", hidden, **{name: value})
             if value.shape != (num_classes,):
                 raise ValueError(f"{name} must have shape [{num_classes}], got {tuple(value.shape)}")
-            value = value.detach().to(torch.float32).contiguous()
+            value = value.detach().to(compute_dtype(hidden.dtype)).contiguous()
         per_class[name] = value
 
     hidden2d = hidden.reshape(-1, in_features)
