@@ -8,6 +8,7 @@
 #include <atomic>
 #include <vector>
 
+#include "common/ce_glue.h"
 #include "common/ce_row_math.h"
 #include "common/dispatch.h"
 #include "cpu/vec_math.h"
@@ -97,29 +98,6 @@ inline float ce_row_dispatch(const c10::BFloat16* x, int64_t y, const CeOptions&
   return ce_row_bfloat16(x, y, o, wy, wt, gs, buf, g);
 }
 
-const float* optional_ptr(const std::optional<at::Tensor>& t, int64_t C, const char* name) {
-  if (!t.has_value()) return nullptr;
-  TORCH_CHECK_VALUE(t->scalar_type() == at::kFloat && t->dim() == 1 && t->numel() == C &&
-                        t->is_contiguous() && t->device().is_cpu(),
-                    name, " must be a contiguous float32 CPU tensor of shape [", C, "]");
-  return t->data_ptr<float>();
-}
-
-CeOptions make_options(const std::optional<at::Tensor>& class_weight, const std::optional<at::Tensor>& margins,
-                       const std::optional<at::Tensor>& logit_bias, double scale, double focal_gamma,
-                       double label_smoothing, int64_t ignore_index, int64_t C) {
-  CeOptions o;
-  o.class_weight = optional_ptr(class_weight, C, "class_weight");
-  o.margins = optional_ptr(margins, C, "margins");
-  o.logit_bias = optional_ptr(logit_bias, C, "logit_bias");
-  o.scale = static_cast<float>(scale);
-  o.focal_gamma = static_cast<float>(focal_gamma);
-  o.label_smoothing = static_cast<float>(label_smoothing);
-  o.ignore_index = ignore_index;
-  o.num_classes = C;
-  return o;
-}
-
 // Validates the targets (ValueError naming the first bad one) and returns the mean's denominator
 // (sum of the class weights of the counted rows).
 double check_targets_and_denominator(const int64_t* tgt, int64_t N, const CeOptions& o) {
@@ -171,15 +149,12 @@ std::tuple<at::Tensor, at::Tensor> cb_cross_entropy_cpu(
     const std::optional<at::Tensor>& class_weight, const std::optional<at::Tensor>& margins,
     const std::optional<at::Tensor>& logit_bias, double scale, double focal_gamma,
     double label_smoothing, int64_t ignore_index, int64_t reduction, bool compute_grad) {
-  TORCH_CHECK_VALUE(logits_in.dim() == 2, "logits must be 2-D [N, C], got shape ", logits_in.sizes());
-  TORCH_CHECK_VALUE(target_in.dim() == 1 && target_in.size(0) == logits_in.size(0),
-                    "target must have shape [", logits_in.size(0), "], got ", target_in.sizes());
-  TORCH_CHECK_VALUE(reduction >= 0 && reduction <= 2, "reduction code must be 0, 1 or 2");
+  check_ce_args(logits_in, target_in, reduction);
   const int64_t N = logits_in.size(0), C = logits_in.size(1);
   const at::Tensor logits = logits_in.stride(-1) == 1 ? logits_in : logits_in.contiguous();
   const at::Tensor target = target_in.to(at::kLong).contiguous();
-  const CeOptions o = make_options(class_weight, margins, logit_bias, scale, focal_gamma, label_smoothing,
-                                   ignore_index, C);
+  const CeOptions o = make_ce_options(logits, class_weight, margins, logit_bias, scale, focal_gamma,
+                                      label_smoothing, ignore_index);
   const int64_t* tgt = target.data_ptr<int64_t>();
   const double denom = check_targets_and_denominator(tgt, N, o);
   const float w_total = sum_of_weights(o);
@@ -207,17 +182,11 @@ at::Tensor cb_cross_entropy_grad_inplace_cpu(
     const at::Tensor& logits, const at::Tensor& target_in, const std::optional<at::Tensor>& class_weight,
     const std::optional<at::Tensor>& margins, const std::optional<at::Tensor>& logit_bias, const at::Tensor& aux,
     double scale, double focal_gamma, double label_smoothing, int64_t ignore_index) {
-  TORCH_CHECK_VALUE(logits.dim() == 2 && logits.stride(1) == 1,
-                    "logits must be a 2-D [N, C] buffer with unit column stride, got shape ", logits.sizes(),
-                    " strides ", logits.strides());
-  TORCH_CHECK_VALUE(target_in.dim() == 1 && target_in.size(0) == logits.size(0),
-                    "target must have shape [", logits.size(0), "], got ", target_in.sizes());
-  TORCH_CHECK_VALUE(aux.scalar_type() == at::kFloat && aux.numel() == 2 && aux.device().is_cpu(),
-                    "aux must be a float32 CPU tensor [gradient scale, sum of class weights]");
-  const int64_t N = logits.size(0), C = logits.size(1);
+  check_ce_inplace_args(logits, target_in, aux);
+  const int64_t N = logits.size(0);
   const at::Tensor target = target_in.to(at::kLong).contiguous();
-  const CeOptions o = make_options(class_weight, margins, logit_bias, scale, focal_gamma, label_smoothing,
-                                   ignore_index, C);
+  const CeOptions o = make_ce_options(logits, class_weight, margins, logit_bias, scale, focal_gamma,
+                                      label_smoothing, ignore_index);
   const int64_t* tgt = target.data_ptr<int64_t>();
   check_targets_and_denominator(tgt, N, o);
   const at::Tensor aux_c = aux.contiguous();

@@ -7,6 +7,7 @@
 
 #include "common/ce_row_math.h"
 #include "cuda/alignment_kernel.h"
+#include "cuda/torch_dtype.h"
 
 namespace pycmlt {
 namespace {
@@ -37,12 +38,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> alignment_cuda(const at::Tensor& 
   p.loss_rows = loss_rows.data_ptr<float>();
   p.grad_a = grad_a ? ga.data_ptr() : nullptr;
   p.grad_b = grad_b ? gb.data_ptr() : nullptr;
-  switch (a.scalar_type()) {
-    case at::kFloat: p.dtype = DType::kFloat32; break;
-    case at::kHalf: p.dtype = DType::kFloat16; break;
-    case at::kBFloat16: p.dtype = DType::kBFloat16; break;
-    default: TORCH_CHECK_TYPE(false, "a must be float32, float16 or bfloat16, got ", a.scalar_type());
-  }
+  p.dtype = kernel_dtype(a, "a");
   p.stream = c10::cuda::getCurrentCUDAStream().stream();
   const int err = launch_alignment(p);
   TORCH_CHECK(err == 0, "pycmlt alignment CUDA launch failed with cudaError ", err);

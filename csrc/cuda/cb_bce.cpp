@@ -7,18 +7,10 @@
 
 #include "common/common.h"
 #include "cuda/cb_bce_kernel.h"
+#include "cuda/torch_dtype.h"
 
 namespace pycmlt {
 namespace {
-
-DType dtype_of(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kFloat: return DType::kFloat32;
-    case at::kHalf: return DType::kFloat16;
-    case at::kBFloat16: return DType::kBFloat16;
-    default: TORCH_CHECK_TYPE(false, "logits must be float32, float16 or bfloat16, got ", t.scalar_type());
-  }
-}
 
 // Pointer and (row, column) strides of a [1 or N, 1 or C] fp32 weight broadcast over [N, C].
 const float* broadcast_arg(const std::optional<at::Tensor>& t, const at::Tensor& logits, const char* name,
@@ -56,7 +48,7 @@ BceLaunch make_launch(const at::Tensor& logits, const at::Tensor& targets, const
   a.pos_weight = broadcast_arg(pos_weight, logits, "pos_weight", a.pos_weight_rs, a.pos_weight_cs);
   a.focal_gamma = static_cast<float>(focal_gamma);
   a.grad_scale = static_cast<float>(grad_scale);
-  a.dtype = dtype_of(logits);
+  a.dtype = kernel_dtype(logits, "logits");
   a.stream = c10::cuda::getCurrentCUDAStream().stream();
   return a;
 }

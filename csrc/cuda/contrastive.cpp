@@ -7,20 +7,12 @@
 #include <torch/library.h>
 
 #include "cuda/contrastive_kernel.h"
+#include "cuda/torch_dtype.h"
 
 namespace pycmlt {
 namespace {
 
 constexpr double kNormEps = 1e-12;
-
-DType dtype_of(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kFloat: return DType::kFloat32;
-    case at::kHalf: return DType::kFloat16;
-    case at::kBFloat16: return DType::kBFloat16;
-    default: TORCH_CHECK_TYPE(false, "a and b must be float32, float16 or bfloat16, got ", t.scalar_type());
-  }
-}
 
 void check_inputs(const at::Tensor& a, const at::Tensor& b, const at::Tensor& logit_scale,
                   const std::optional<at::Tensor>& la, const std::optional<at::Tensor>& lb) {
@@ -72,7 +64,7 @@ ContrastiveRows rows_args(const at::Tensor& a, const at::Tensor& b, const at::Te
   r.labels_a = la.defined() ? la.data_ptr<int64_t>() : nullptr;
   r.labels_b = lb.defined() ? lb.data_ptr<int64_t>() : nullptr;
   r.diag = diag;
-  r.dtype = dtype_of(a);
+  r.dtype = kernel_dtype(a, "a and b");
   r.stream = c10::cuda::getCurrentCUDAStream().stream();
   return r;
 }

@@ -23,3 +23,46 @@ def scale_saved_grad(grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Ten
     else:
         factor = grad_output.reshape(grad.shape[:1] + (1,) * (grad.dim() - 1))
     return torch.mul(grad, factor, out=torch.empty_like(grad))
+
+
+def call_fused_loss(op, inputs: tuple, differentiable: tuple[int, ...]) -> torch.Tensor:
+    """Run a fused loss op `op(*inputs) -> (loss, d loss / d inputs[p] for p in differentiable)`.
+
+    Under torch.compile the custom op itself is called (its registered fake kernel and autograd formula
+    are what the compiler traces). In eager mode the op runs below the autograd dispatch key inside a
+    plain autograd.Function with the same formula: the result is identical, but the per-call Python
+    overhead of torch.library's generic autograd wrapper (argument normalisation, ~40 us) is gone.
+    """
+    if torch.compiler.is_compiling():
+        return op(*inputs)[0]
+    if not torch.is_grad_enabled() or not any(inputs[p].requires_grad for p in differentiable):
+        with torch._C._AutoDispatchBelowAutograd():
+            return op(*inputs)[0]
+    return _FusedLossFunction.apply(op, differentiable, *inputs)[0]
+
+
+class _FusedLossFunction(torch.autograd.Function):
+    """Eager autograd of a fused loss op: forward saves the gradients the kernel wrote, backward scales them.
+    (setup_context is separate so that torch.func transforms such as torch.func.grad work too.)"""
+
+    @staticmethod
+    def forward(op, differentiable, *inputs):
+        with torch._C._AutoDispatchBelowAutograd():
+            return tuple(op(*inputs))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.differentiable = inputs[1]
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.save_for_backward(*output[1:])
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, grad_loss, *_grads_of_grads):
+        out = [None] * len(ctx.needs_input_grad)
+        if grad_loss is None:
+            return tuple(out)
+        for position, grad in zip(ctx.differentiable, ctx.saved_tensors):
+            if ctx.needs_input_grad[2 + position]:
+                out[2 + position] = scale_saved_grad(grad, grad_loss)
+        return tuple(out)

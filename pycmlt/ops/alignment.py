@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from pycmlt import _extension
 from pycmlt.ops import _backend
 from pycmlt.ops._checks import check_same_device, check_tensor, compute_dtype, reduction_code
-from pycmlt.ops._registration import scale_saved_grad
+from pycmlt.ops._registration import call_fused_loss, scale_saved_grad
 
 OP_NAME = "alignment_loss"
 NORM_EPS = 1e-12
@@ -46,8 +46,8 @@ def alignment_loss(a: torch.Tensor, b: torch.Tensor, *, kind: str = "cosine", no
     else:
         op = torch.ops.pycmlt.alignment_triton if chosen == "triton" else torch.ops.pycmlt.alignment
         grad_on = torch.is_grad_enabled()
-        loss, _, _ = op(a2, b2, KINDS[kind], normalize, code, grad_on and a2.requires_grad,
-                        grad_on and b2.requires_grad)
+        loss = call_fused_loss(op, (a2, b2, KINDS[kind], normalize, code, grad_on and a2.requires_grad,
+                                    grad_on and b2.requires_grad), (0, 1))
     loss = loss.to(a.dtype)
     return loss.reshape(out_shape) if code == 0 else loss
 

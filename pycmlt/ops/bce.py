@@ -16,7 +16,7 @@ from pycmlt.ops._checks import (
     compute_dtype,
     reduction_code,
 )
-from pycmlt.ops._registration import scale_saved_grad
+from pycmlt.ops._registration import call_fused_loss, scale_saved_grad
 from pycmlt.ops.class_balance import class_balanced_weights
 
 OP_NAME = "class_balanced_bce"
@@ -99,8 +99,8 @@ def bce_with_weights(logits, targets, *, weight=None, pos_weight=None, focal_gam
     logits2d = logits.reshape(-1, num_classes)
     targets2d = targets.reshape(-1, num_classes)
     op = torch.ops.pycmlt.cb_bce_triton if chosen == "triton" else torch.ops.pycmlt.cb_bce
-    loss, _ = op(logits2d, targets2d, w2d, pw2d, focal_gamma, code,
-                 logits.requires_grad and torch.is_grad_enabled())
+    loss = call_fused_loss(op, (logits2d, targets2d, w2d, pw2d, focal_gamma, code,
+                                logits.requires_grad and torch.is_grad_enabled()), (0,))
     loss = loss.to(logits.dtype)
     return loss.reshape(shape) if code == 0 else loss
 

@@ -17,7 +17,7 @@ from pycmlt.ops._checks import (
     compute_dtype,
     reduction_code,
 )
-from pycmlt.ops._registration import scale_saved_grad
+from pycmlt.ops._registration import call_fused_loss, scale_saved_grad
 from pycmlt.ops.class_balance import class_balanced_weights, ldam_margins, logit_adjustment
 
 OP_NAME = "class_balanced_cross_entropy"
@@ -131,9 +131,9 @@ def cross_entropy_with_class_tensors(
                                        reduction=reduction)
     else:
         op = torch.ops.pycmlt.cb_cross_entropy_triton if chosen == "triton" else torch.ops.pycmlt.cb_cross_entropy
-        loss, _ = op(logits2d, target1d.to(torch.int64), per_class["class_weight"], per_class["margins"],
-                     per_class["logit_bias"], scale, focal_gamma, label_smoothing, ignore_index, code,
-                     logits2d.requires_grad and torch.is_grad_enabled())
+        loss = call_fused_loss(op, (logits2d, target1d.to(torch.int64), per_class["class_weight"],
+                                    per_class["margins"], per_class["logit_bias"], scale, focal_gamma, label_smoothing,
+                                    ignore_index, code, logits2d.requires_grad and torch.is_grad_enabled()), (0,))
     loss = loss.to(logits.dtype)
     return loss.reshape(out_shape) if code == 0 else loss
 
