@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from pycmlt import _extension
 from pycmlt.ops import _backend
 from pycmlt.ops._checks import check_same_device, check_tensor, compute_dtype, reduction_code
-from pycmlt.ops._registration import call_fused_loss, scale_saved_grad
+from pycmlt.ops._registration import call_fused_loss, register_fused_loss
 
 OP_NAME = "alignment_loss"
 NORM_EPS = 1e-12
@@ -72,23 +72,6 @@ def _fake(a, b, kind, normalize, reduction, grad_a, grad_b):
     return loss, a.new_empty((n, d) if grad_a else (0,)), a.new_empty((n, d) if grad_b else (0,))
 
 
-def _setup_context(ctx, inputs, output):
-    ctx.mark_non_differentiable(output[1], output[2])
-    ctx.set_materialize_grads(False)
-    ctx.save_for_backward(output[1], output[2])
-    ctx.grad_flags = (inputs[5], inputs[6])
-
-
-def _backward(ctx, grad_loss, _g1, _g2):
-    grad_a, grad_b = ctx.saved_tensors
-    if grad_loss is None:
-        return (None,) * 7
-    want_a, want_b = ctx.grad_flags
-    ga = scale_saved_grad(grad_a, grad_loss) if want_a else None
-    gb = scale_saved_grad(grad_b, grad_loss) if want_b else None
-    return (ga, gb) + (None,) * 5
-
-
 @torch.library.custom_op("pycmlt::alignment_triton", mutates_args=())
 def _alignment_triton(a: torch.Tensor, b: torch.Tensor, kind: int, normalize: bool, reduction: int,
                       grad_a: bool, grad_b: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -104,8 +87,7 @@ def _alignment_triton(a: torch.Tensor, b: torch.Tensor, kind: int, normalize: bo
 
 
 def _register(qualname: str) -> None:
-    torch.library.register_fake(qualname)(_fake)
-    torch.library.register_autograd(qualname, _backward, setup_context=_setup_context)
+    register_fused_loss(qualname, _fake, differentiable=(0, 1))
 
 
 _register("pycmlt::alignment_triton")

@@ -16,7 +16,7 @@ from pycmlt.ops._checks import (
     compute_dtype,
     reduction_code,
 )
-from pycmlt.ops._registration import call_fused_loss, scale_saved_grad
+from pycmlt.ops._registration import call_fused_loss, register_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights
 
 OP_NAME = "class_balanced_bce"
@@ -180,17 +180,6 @@ def _fake_inplace(logits, targets, weight, pos_weight, focal_gamma, grad_scale):
     return logits.new_empty((), dtype=torch.float32)
 
 
-def _setup_context(ctx, inputs, output):
-    ctx.mark_non_differentiable(output[1])
-    ctx.set_materialize_grads(False)
-    ctx.save_for_backward(output[1])
-
-
-def _backward(ctx, grad_loss, _grad_of_grad):
-    (grad,) = ctx.saved_tensors
-    return (scale_saved_grad(grad, grad_loss),) + (None,) * 6
-
-
 @torch.library.custom_op("pycmlt::cb_bce_triton", mutates_args=())
 def _cb_bce_triton(
     logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None, pos_weight: torch.Tensor | None,
@@ -222,8 +211,7 @@ def _cb_bce_grad_inplace_triton(
 
 
 def _register(qualname: str) -> None:
-    torch.library.register_fake(qualname)(_fake)
-    torch.library.register_autograd(qualname, _backward, setup_context=_setup_context)
+    register_fused_loss(qualname, _fake, differentiable=(0,))
 
 
 _register("pycmlt::cb_bce_triton")

@@ -17,7 +17,7 @@ from pycmlt.ops._checks import (
     compute_dtype,
     reduction_code,
 )
-from pycmlt.ops._registration import call_fused_loss, scale_saved_grad
+from pycmlt.ops._registration import call_fused_loss, register_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights, ldam_margins, logit_adjustment
 
 OP_NAME = "class_balanced_cross_entropy"
@@ -211,18 +211,6 @@ def _fake(logits, target, class_weight, margins, logit_bias, scale, focal_gamma,
     return loss, grad
 
 
-def _setup_context(ctx, inputs, output):
-    # The saved gradient is an output too; it is not differentiable, and no zeros are materialised for it.
-    ctx.mark_non_differentiable(output[1])
-    ctx.set_materialize_grads(False)
-    ctx.save_for_backward(output[1])
-
-
-def _backward(ctx, grad_loss, _grad_of_grad):
-    (grad,) = ctx.saved_tensors
-    return (scale_saved_grad(grad, grad_loss),) + (None,) * 10
-
-
 @torch.library.custom_op("pycmlt::cb_cross_entropy_triton", mutates_args=())
 def _cb_cross_entropy_triton(
     logits: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor | None, margins: torch.Tensor | None,
@@ -276,8 +264,7 @@ def loss_aux(target, class_weight, num_classes, ignore_index, reduction):
 
 
 def _register(qualname: str) -> None:
-    torch.library.register_fake(qualname)(_fake)
-    torch.library.register_autograd(qualname, _backward, setup_context=_setup_context)
+    register_fused_loss(qualname, _fake, differentiable=(0,))
 
 
 _register("pycmlt::cb_cross_entropy_triton")
