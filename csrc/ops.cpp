@@ -12,13 +12,13 @@ PyObject* PyInit__C(void) {
 }
 
 TORCH_LIBRARY(pycmlt, m) {
-  // Class-balanced softmax cross-entropy (DESIGN 2.1) with the gradient computed in the same pass.
+  // Class-balanced softmax cross-entropy (docs/ops/cross_entropy.md) with the gradient computed in the same pass.
   // reduction: 0 none, 1 mean, 2 sum. Returns (loss fp32: [N] or [], d loss / d logits: [N, C] or [0]).
   m.def(
       "cb_cross_entropy(Tensor logits, Tensor target, Tensor? class_weight, Tensor? margins, "
       "Tensor? logit_bias, float scale, float focal_gamma, float label_smoothing, int ignore_index, "
       "int reduction, bool compute_grad) -> (Tensor, Tensor)");
-  // The same loss written in place, for the chunked fused linear + loss (DESIGN 2.5): logits (a
+  // The same loss written in place, for the chunked fused linear + loss (docs/ops/fused_linear.md): logits (a
   // [N, C] buffer with unit column stride) is replaced by aux[0] * d loss / d logits; returns the
   // per-row losses (fp32 [N]). aux = [gradient scale, sum of class weights] (fp32, logits' device),
   // computed once for the whole batch so that a mean's denominator is global across chunks.
@@ -26,7 +26,7 @@ TORCH_LIBRARY(pycmlt, m) {
       "cb_cross_entropy_grad_inplace(Tensor(a!) logits, Tensor target, Tensor? class_weight, "
       "Tensor? margins, Tensor? logit_bias, Tensor aux, float scale, float focal_gamma, "
       "float label_smoothing, int ignore_index) -> Tensor");
-  // Class-balanced sigmoid BCE (DESIGN 2.2) with the gradient computed in the same pass. logits and
+  // Class-balanced sigmoid BCE (docs/ops/bce.md) with the gradient computed in the same pass. logits and
   // targets [N, C] (targets in logits' dtype or float32); weight and pos_weight: fp32 [Nw, Cw] with
   // Nw in {1, N}, Cw in {1, C}, broadcast over [N, C]. Returns (loss fp32: [N, C] for reduction 0,
   // else [], d loss / d logits: [N, C] or [0]).
@@ -39,7 +39,7 @@ TORCH_LIBRARY(pycmlt, m) {
       "cb_bce_grad_inplace(Tensor(a!) logits, Tensor targets, Tensor? weight, Tensor? pos_weight, "
       "float focal_gamma, float grad_scale) -> Tensor");
 
-  // Cross-modal contrastive statistics (DESIGN 2.3), streamed over tiles of S = exp(logit_scale) *
+  // Cross-modal contrastive statistics (docs/ops/contrastive.md), streamed over tiles of S = exp(logit_scale) *
   // normalize(a) @ normalize(b)^T, never holding the N x M matrix. Positives: labels_a[i] == labels_b[j]
   // or, without labels, j == i + diag_offset. Returns fp32 (row_lse [N], row_pos [N], col_lse, col_pos)
   // with col_* of shape [M] when col_stats else [0]: lse = log-sum-exp, pos = sum of S over positives.
@@ -52,7 +52,7 @@ TORCH_LIBRARY(pycmlt, m) {
       "contrastive_grad(Tensor a, Tensor b, Tensor logit_scale, Tensor? labels_a, Tensor? labels_b, "
       "int diag_offset, bool normalize, Tensor row_lse, Tensor col_lse, Tensor? grad_row_lse, "
       "Tensor? grad_row_pos, Tensor? grad_col_lse, Tensor? grad_col_pos) -> (Tensor, Tensor, Tensor)");
-  // Alignment loss (DESIGN 2.4) fused with the normalisation; kind 0 = 1 - cos, 1 = squared distance.
+  // Alignment loss (docs/ops/alignment.md) fused with the normalisation; kind 0 = 1 - cos, 1 = squared distance.
   // Returns (loss fp32: [N] or [], d loss / d a: [N, D] or [0], d loss / d b: [N, D] or [0]).
   m.def(
       "alignment(Tensor a, Tensor b, int kind, bool normalize, int reduction, bool grad_a, bool grad_b) "

@@ -1,4 +1,4 @@
-"""Triton kernel of the alignment loss (DESIGN 2.4): 1 - cos(a, b) or |a - b|^2 per row pair, fused
+"""Triton kernel of the alignment loss (docs/ops/alignment.md): 1 - cos(a, b) or |a - b|^2 per row pair, fused
 with the L2 normalisation; the gradients of both inputs are written in the same launch.
 
 Per row: aa = <a, a>, bb = <b, b>, ab = <a, b> (and |a - b|^2) in one sweep, the coefficients of

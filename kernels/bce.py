@@ -1,4 +1,4 @@
-"""Triton kernels of the class-balanced sigmoid BCE (DESIGN 2.2).
+"""Triton kernels of the class-balanced sigmoid BCE (docs/ops/bce.md).
 
 An element-wise kernel over the flattened [N, C] logits: each program computes BLOCK losses and
 gradients (the gradient is written in the forward pass, so backward never reads the logits again)

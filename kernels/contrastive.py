@@ -1,4 +1,4 @@
-"""Triton kernels of the cross-modal contrastive statistics (DESIGN 2.3), flash-attention style.
+"""Triton kernels of the cross-modal contrastive statistics (docs/ops/contrastive.md), flash-attention style.
 
 S_ij = s * u_i * v_j * <a_i, b_j> with s = exp(logit_scale) and u, v the inverse L2 norms (1 without
 normalisation): the dot products of the raw rows are accumulated in fp32 by tl.dot (tensor cores for

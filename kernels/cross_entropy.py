@@ -1,4 +1,4 @@
-"""Triton kernels of the class-balanced softmax cross-entropy (DESIGN 2.1).
+"""Triton kernels of the class-balanced softmax cross-entropy (docs/ops/cross_entropy.md).
 
 The forward pass writes the gradient as it goes, so backward never reads the logits again.
 Rows that fit in one tile are processed several at a time, read once; longer rows are streamed

@@ -1,4 +1,4 @@
-"""Long-tail metrics against hand-computed values (DESIGN 3)."""
+"""Long-tail metrics against hand-computed values (docs/evaluation.md)."""
 import numpy as np
 import pytest
 

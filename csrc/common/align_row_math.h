@@ -1,4 +1,4 @@
-// Per-row scalar maths of the alignment loss (DESIGN 2.4), shared by the CPU and CUDA kernels.
+// Per-row scalar maths of the alignment loss (docs/ops/alignment.md), shared by the CPU and CUDA kernels.
 //
 // For one row pair (a, b) with aa = <a, a>, bb = <b, b>, ab = <a, b>, u_a = 1 / max(|a|, eps),
 // u_b = 1 / max(|b|, eps) (1 without normalisation) and c = ab u_a u_b, the loss is

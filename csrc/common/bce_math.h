@@ -1,4 +1,4 @@
-// Per-element maths of the class-balanced sigmoid BCE (DESIGN 2.2), shared by the CPU and CUDA
+// Per-element maths of the class-balanced sigmoid BCE (docs/ops/bce.md), shared by the CPU and CUDA
 // kernels. `M` is the math policy (exp, log, log1p on [0, 1]): vectorisable polynomials on the CPU
 // (csrc/cpu/vec_math.h), the CUDA intrinsics on the GPU. log1p_unit(e, 1 / (1 + e)) = log(1 + e).
 #pragma once

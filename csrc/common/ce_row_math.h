@@ -1,4 +1,4 @@
-// Per-row scalar maths of the class-balanced cross-entropy (DESIGN 2.1), shared by the CPU and
+// Per-row scalar maths of the class-balanced cross-entropy (docs/ops/cross_entropy.md), shared by the CPU and
 // CUDA kernels so that both compute exactly the same loss and gradient coefficients.
 #pragma once
 #include <cmath>

@@ -1,4 +1,4 @@
-// CPU kernel of pycmlt::alignment (DESIGN 2.4): 1 - cos(a, b) or |a - b|^2 per row pair, fused with
+// CPU kernel of pycmlt::alignment (docs/ops/alignment.md): 1 - cos(a, b) or |a - b|^2 per row pair, fused with
 // the L2 normalisation. One pass per row computes the three dot products (and, for mse after
 // normalisation, a second pass over the row while it is in L1 computes |a^ - b^|^2 without
 // cancellation); the gradients of both inputs are written in the same call (backward only scales).

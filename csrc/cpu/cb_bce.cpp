@@ -1,4 +1,4 @@
-// CPU kernels of pycmlt::cb_bce and pycmlt::cb_bce_grad_inplace (DESIGN 2.2): one pass over each
+// CPU kernels of pycmlt::cb_bce and pycmlt::cb_bce_grad_inplace (docs/ops/bce.md): one pass over each
 // row computes the per-element loss and writes the gradient (no second read of the logits in
 // backward), rows spread over threads with at::parallel_for.
 #include <ATen/ATen.h>

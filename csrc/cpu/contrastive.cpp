@@ -1,4 +1,4 @@
-// CPU kernels of the cross-modal contrastive loss (DESIGN 2.3): pycmlt::contrastive_stats (forward)
+// CPU kernels of the cross-modal contrastive loss (docs/ops/contrastive.md): pycmlt::contrastive_stats (forward)
 // and pycmlt::contrastive_grad (backward). The N x M similarity is never held: it is streamed in
 // tiles of kRowTile x kColTile (one BLAS call per tile on the L2-normalised fp32 rows), with a running
 // (max, sum of exp) per row and per column, and recomputed tile by tile in backward. Extra memory is
@@ -9,7 +9,7 @@
 // normalize=false). Positives pos_ij: labels_a[i] == labels_b[j], or j == i + diag_offset without
 // labels. The forward op returns per row  lse_i = log sum_j exp(S_ij),  pos_i = sum_j pos_ij S_ij,
 // and per column  clse_j = log sum_i exp(S_ij),  cpos_j = sum_i pos_ij S_ij.  Every loss of
-// DESIGN 2.3 (CLIP, supervised, class-balanced, symmetric, any reduction) is a linear combination of
+// docs/ops/contrastive.md (CLIP, supervised, class-balanced, symmetric, any reduction) is a linear combination of
 // these (built in Python): e.g. the row loss l_i = lse_i - pos_i / |P_i|. Given the incoming
 // gradients g_lse, g_pos, g_clse, g_cpos of the four outputs, the chain rule through
 // lse_i = log sum_j exp(S_ij) gives

@@ -1,4 +1,4 @@
-// CUDA kernel of the alignment loss (DESIGN 2.4): one warp per row pair. A first sweep accumulates
+// CUDA kernel of the alignment loss (docs/ops/alignment.md): one warp per row pair. A first sweep accumulates
 // <a, a>, <b, b>, <a, b> and |a - b|^2 (fp32), the coefficients come from
 // csrc/common/align_row_math.h (shared with the CPU kernel), a second sweep (mse after normalisation)
 // accumulates |a^ - b^|^2 without cancellation, and a last sweep writes both gradients; the row is

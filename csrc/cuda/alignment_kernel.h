@@ -1,4 +1,4 @@
-// Torch-free launch interface of the CUDA alignment kernel (DESIGN 2.4); csrc/cuda/alignment.cpp is
+// Torch-free launch interface of the CUDA alignment kernel (docs/ops/alignment.md); csrc/cuda/alignment.cpp is
 // the torch glue.
 #pragma once
 #include <cstdint>

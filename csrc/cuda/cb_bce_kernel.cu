@@ -1,4 +1,4 @@
-// CUDA kernel of the class-balanced sigmoid BCE (DESIGN 2.2): one grid-stride element-wise pass
+// CUDA kernel of the class-balanced sigmoid BCE (docs/ops/bce.md): one grid-stride element-wise pass
 // computes each element's loss and writes its gradient (so backward never reads the logits
 // again); the losses are stored per element or reduced to one partial sum per block.
 #include <cuda_bf16.h>

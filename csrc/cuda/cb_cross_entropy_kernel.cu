@@ -1,4 +1,4 @@
-// CUDA kernels of the class-balanced cross-entropy (DESIGN 2.1). Forward computes the loss and
+// CUDA kernels of the class-balanced cross-entropy (docs/ops/cross_entropy.md). Forward computes the loss and
 // writes the gradient in the same launch. Short rows (C <= 1024): one warp per row, the row held in
 // registers (read once). Longer rows: one block per row with the row cached in shared memory when it
 // fits (read once), otherwise an online max/sum sweep and a gradient sweep.

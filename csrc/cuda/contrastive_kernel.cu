@@ -1,4 +1,4 @@
-// CUDA kernels of the cross-modal contrastive statistics and their gradient (DESIGN 2.3; maths in
+// CUDA kernels of the cross-modal contrastive statistics and their gradient (docs/ops/contrastive.md; maths in
 // csrc/cpu/contrastive.cpp). Tiled SIMT kernels with fp32 accumulation (no tensor cores; the Triton
 // kernels use tensor cores through tl.dot): a block owns 64 rows of a and streams 64-column tiles of
 // b; the raw dot products of a 64 x 64 tile are accumulated from 32-wide slices of D staged in shared

@@ -1,6 +1,6 @@
 """Long-tail statistics of a dataset: class counts, imbalance ratio, many/medium/few shot groups.
 
-Shot groups follow DESIGN section 3 and are defined by the *training* count of a class:
+Shot groups follow docs/evaluation.md and are defined by the *training* count of a class:
 many > 100, medium 20..100 (inclusive), few < 20.
 """
 from __future__ import annotations

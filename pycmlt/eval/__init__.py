@@ -1,4 +1,4 @@
-"""Evaluation (DESIGN section 3). Word inference: recall@k, precision@k and mAP of the inferred
+"""Evaluation (docs/evaluation.md). Word inference: recall@k, precision@k and mAP of the inferred
 words of each image against its held-out true words."""
 from pycmlt.eval.word_metrics import (
     WordInferenceMetrics,

@@ -1,4 +1,4 @@
-"""Word-inference metrics (DESIGN section 3): how well the words inferred for an image (its nearest
+"""Word-inference metrics (docs/evaluation.md): how well the words inferred for an image (its nearest
 words in the semantic space, best first) recover the image's held-out true words.
 
 For image i with ranked predictions r_1..r_K and true word set T_i (|T_i| > 0):

@@ -1,4 +1,4 @@
-"""Nearest-word search in a word-embedding space (DESIGN section 4): `WordIndex` over FAISS (GPU
+"""Nearest-word search in a word-embedding space (docs/evaluation.md): `WordIndex` over FAISS (GPU
 when the installed FAISS has GPU support and sees a GPU, CPU otherwise), persisted as a directory
 holding the FAISS index, the vocabulary and versioned metadata."""
 from pycmlt.index._faiss import default_nlist, default_nprobe, faiss_gpu_available, faiss_info

@@ -1,4 +1,4 @@
-"""WordIndex: nearest words of vectors in a word-embedding space (DESIGN section 4)."""
+"""WordIndex: nearest words of vectors in a word-embedding space (docs/evaluation.md)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""CMLTNet (DESIGN 1): a visual encoder, a text encoder over descriptional words, cross-modal
+"""CMLTNet (docs/method.md): a visual encoder, a text encoder over descriptional words, cross-modal
 alignment (CMA), cross-modal inference into the word space (CMI), fusion and a classifier.
 Words are privileged information: only training uses them; inference needs images alone.
 With CMA, CMI and fusion all off, the model is the plain image baseline."""

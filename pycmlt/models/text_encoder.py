@@ -1,4 +1,4 @@
-"""f_t: the text encoder over an example's descriptional words (DESIGN 1). A learnable word-embedding
+"""f_t: the text encoder over an example's descriptional words (docs/method.md). A learnable word-embedding
 table E (|V| x e), pooled over the words (masked mean or attention), then an MLP."""
 from __future__ import annotations
 

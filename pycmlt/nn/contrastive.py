@@ -1,4 +1,5 @@
-"""CrossModalContrastiveLoss and AlignmentLoss: module forms of the cross-modal ops (DESIGN 2.3, 2.4)."""
+"""CrossModalContrastiveLoss and AlignmentLoss: module forms of the cross-modal ops
+(docs/ops/contrastive.md, docs/ops/alignment.md)."""
 from __future__ import annotations
 
 import math
@@ -82,7 +83,7 @@ class CrossModalContrastiveLoss(nn.Module):
 
 class AlignmentLoss(nn.Module):
     """Module form of :func:`pycmlt.ops.alignment_loss`; detach_target=True stops the gradient of b
-    (the CMI target of DESIGN 1: the pooled word embedding)."""
+    (the CMI target of docs/method.md: the pooled word embedding)."""
 
     def __init__(self, kind: str = "cosine", *, normalize: bool = True, reduction: str = "mean",
                  detach_target: bool = False, backend: str = "auto"):

@@ -1,8 +1,8 @@
-"""Alignment loss (DESIGN 2.4) between paired rows, fused with the L2 normalisation.
+"""Alignment loss (docs/ops/alignment.md) between paired rows, fused with the L2 normalisation.
 
     kind="cosine": l_i = 1 - <n(a_i), n(b_i)>        kind="mse": l_i = |n(a_i) - n(b_i)|^2
 with n(x) = x / max(|x|, eps) (F.normalize, eps = 1e-12) when normalize=True and n(x) = x otherwise.
-The squared distance is summed over the feature dimension (per pair, as in DESIGN 2.4; F.mse_loss
+The squared distance is summed over the feature dimension (per pair, as in docs/ops/alignment.md; F.mse_loss
 would also divide by D). Reductions over the pairs: mean, sum, none (the leading shape of the inputs).
 The fused kernels compute both gradients in the forward pass (backward only scales them); pass
 `b.detach()` (or AlignmentLoss(detach_target=True)) for a fixed target.

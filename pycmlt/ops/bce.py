@@ -1,4 +1,4 @@
-"""Class-balanced sigmoid (multi-label) BCE (DESIGN 2.2): the public function, the torch reference,
+"""Class-balanced sigmoid (multi-label) BCE (docs/ops/bce.md): the public function, the torch reference,
 and the custom-op registration of the fused kernels (C++ CPU/CUDA through TORCH_LIBRARY, Triton as
 a Python custom op). The kernels compute the gradient in the forward pass."""
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Per-class tensors derived from training class counts: class-balanced weights, LDAM margins,
-logit adjustment (DESIGN 2.1). All return float32 tensors of shape [C]."""
+logit adjustment (docs/ops/cross_entropy.md). All return float32 tensors of shape [C]."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Cross-modal contrastive loss (DESIGN 2.3): CLIP InfoNCE and its supervised, class-balanced form.
+"""Cross-modal contrastive loss (docs/ops/contrastive.md): CLIP InfoNCE and its supervised, class-balanced form.
 
     S = exp(logit_scale) * normalize(a) @ normalize(b)^T                 a: [N, D], b: [M, D]
     row (image -> text) loss of anchor i:    l_i  = -(1/|P_i|) sum_{j in P_i} log softmax_j(S_i.)
@@ -7,7 +7,7 @@
 Positives P_i = {j : b_labels[j] == labels[i]} (supervised) or {i} (CLIP, no labels, N == M);
 Q_j likewise. An anchor without any positive is excluded (it counts neither in the loss nor in the
 mean's denominator) and is counted in the statistics `ContrastiveOutput.rows_without_positive` /
-`cols_without_positive`. Anchor weights w are 1, or the class-balanced weights of DESIGN 2.1 of the
+`cols_without_positive`. Anchor weights w are 1, or the class-balanced weights (docs/ops/cross_entropy.md) of the
 anchor's label (class_counts + beta). Reductions, per direction over the anchors with a positive:
   mean: sum_i w_i l_i / sum_i w_i   (0 when no anchor has a positive: a batch without positive
         pairs gives loss 0 and zero gradients, never NaN)
@@ -83,7 +83,7 @@ def cross_modal_contrastive(
             raise ValueError("beta needs class_counts (the training count of each class)")
         if beta is None:
             raise ValueError("class_counts weights the anchors by class only together with beta "
-                             "(class-balanced weights, DESIGN 2.1): pass beta too")
+                             "(class-balanced weights): pass beta too")
         if labels is None:
             raise ValueError("class-balanced anchor weights (class_counts, beta) need labels")
         if isinstance(class_counts, torch.Tensor) and class_counts.device != a.device \

@@ -1,4 +1,4 @@
-"""Class-balanced softmax cross-entropy (DESIGN 2.1): the public function, the torch reference,
+"""Class-balanced softmax cross-entropy (docs/ops/cross_entropy.md): the public function, the torch reference,
 and the custom-op registration of the fused kernels (C++ CPU/CUDA through TORCH_LIBRARY,
 Triton as a Python custom op). The kernels compute the gradient in the forward pass."""
 from __future__ import annotations
@@ -107,7 +107,7 @@ def cross_entropy_with_class_tensors(
     focal_gamma = check_finite_scalar("focal_gamma", focal_gamma, low=0.0)
     label_smoothing = check_finite_scalar("label_smoothing", label_smoothing, low=0.0, high=1.0)
     if focal_gamma > 0 and label_smoothing > 0:
-        raise ValueError("focal_gamma > 0 cannot be combined with label_smoothing > 0 (DESIGN 2.1)")
+        raise ValueError("focal_gamma > 0 cannot be combined with label_smoothing > 0: use one or the other")
     if not isinstance(ignore_index, int):
         raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
 

@@ -1,4 +1,4 @@
-"""Fused linear + loss (DESIGN 2.5): `hidden @ weight^T (+ bias)` fused with the class-balanced
+"""Fused linear + loss (docs/ops/fused_linear.md): `hidden @ weight^T (+ bias)` fused with the class-balanced
 cross-entropy (2.1) or the class-balanced BCE (2.2), in row chunks, so that the N x C logits never
 exist at once.
 
@@ -109,7 +109,7 @@ def fused_linear_cross_entropy_with_class_tensors(
     focal_gamma = check_finite_scalar("focal_gamma", focal_gamma, low=0.0)
     label_smoothing = check_finite_scalar("label_smoothing", label_smoothing, low=0.0, high=1.0)
     if focal_gamma > 0 and label_smoothing > 0:
-        raise ValueError("focal_gamma > 0 cannot be combined with label_smoothing > 0 (DESIGN 2.1)")
+        raise ValueError("focal_gamma > 0 cannot be combined with label_smoothing > 0: use one or the other")
     if not isinstance(ignore_index, int):
         raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
     num_classes, in_features = weight.shape

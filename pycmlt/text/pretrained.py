@@ -1,4 +1,4 @@
-"""Pretrained word vectors to initialise the word-embedding table E (DESIGN section 1), so that rare
+"""Pretrained word vectors to initialise the word-embedding table E (docs/method.md), so that rare
 words start near related common words.
 
 Source "minilm": sentence-transformers/all-MiniLM-L6-v2 (384-d, mean pooling, L2-normalised) as

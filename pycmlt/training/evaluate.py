@@ -1,5 +1,5 @@
 """Evaluation of a trained model on a test split: images only (words are privileged information),
-long-tail accuracy or multi-label metrics (DESIGN 3), and, for CMLTNet with cross-modal inference,
+long-tail accuracy or multi-label metrics (docs/evaluation.md), and, for CMLTNet with cross-modal inference,
 recall@k / mAP of the words inferred from the image against the image's held-out words."""
 from __future__ import annotations
 

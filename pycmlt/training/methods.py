@@ -1,6 +1,6 @@
 """What each method means: which CMLTNet modules are on, which classification loss trains the
-classifier, and how logits are read at evaluation (DESIGN 1, 2.1; Kang et al. 2020 for crt and
-tau-norm; Menon et al. 2021 for post-hoc logit adjustment)."""
+classifier, and how logits are read at evaluation (docs/method.md, docs/ops/cross_entropy.md;
+Kang et al. 2020 for crt and tau-norm; Menon et al. 2021 for post-hoc logit adjustment)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""The CMLTNet training objective (DESIGN 1): L = L_cls + lambda_align * L_CMA + lambda_infer * L_CMI.
+"""The CMLTNet training objective (docs/method.md): L = L_cls + lambda_align * L_CMA + lambda_infer * L_CMI.
 
 L_CMA: supervised cross-modal contrastive loss between image and text projections of the examples
 that have words (same label = positive; class-balanced anchor weights). L_CMI: the inferred semantic

@@ -1,4 +1,4 @@
-"""Words inferred from images by a trained CMLTNet (cross-modal inference, DESIGN 1 and 4): for
+"""Words inferred from images by a trained CMLTNet (cross-modal inference, docs/method.md and docs/evaluation.md): for
 image files given on the command line, and for test examples next to their true words."""
 from __future__ import annotations
 
