@@ -45,5 +45,5 @@ class StepProgress:
             if now - last >= self.every_s and (total is None or step < total):
                 last = now
                 shown = ", ".join(f"{k} {v}" for k, v in self.postfix.items())
-                print(f"{self.desc}: step {step}/{total if total is not None else '?'}" + (f", {shown}" if shown else ""),
-                      file=sys.stderr, flush=True)
+                of = total if total is not None else "?"
+                print(f"{self.desc}: step {step}/{of}" + (f", {shown}" if shown else ""), file=sys.stderr, flush=True)
