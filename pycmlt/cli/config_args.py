@@ -1,5 +1,6 @@
 """Command-line options generated from TrainConfig's fields, so every config key is a flag
-(`--batch-size 64`, `--no-augment`), plus `--config FILE` (YAML/JSON) that flags override."""
+(`--batch-size 64`, `--no-augment`), plus `--config FILE` (YAML/JSON) that flags override. Each
+flag's help text, range and choices come from the validation table pycmlt.training.config.RULES."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ import dataclasses
 import json
 import typing
 
-from pycmlt.training.config import TrainConfig
+from pycmlt.training.config import RULES, TrainConfig
 
 ALIASES = {"use_align": ["--no-align"], "use_infer": ["--no-infer"], "use_fuse": ["--no-fuse"],
            "out_dir": ["--out"]}
@@ -21,21 +22,27 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rule = RULES.get(f.name)
+        text = (rule.describe() + "; " if rule else "").replace("%", "%%")
+        choices = rule.choices if rule else None
         if hint is bool:
             names = [flag] + [a for a in ALIASES.get(f.name, []) if not a.startswith("--no-")]
             group.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"(default {default})")
+                               help=f"{text}default {default}")
             for alias in ALIASES.get(f.name, []):
                 if alias.startswith("--no-"):
                     group.add_argument(alias, dest=f.name, action="store_false", help=f"same as --no-{flag[2:]}")
             continue
         names = [flag] + ALIASES.get(f.name, [])
         if f.name == "data_options":
-            group.add_argument(*names, dest=f.name, type=json.loads, default=None, help="JSON object")
+            group.add_argument(*names, dest=f.name, type=json.loads, default=None, metavar="JSON",
+                               help=f"{text}default {{}}")
         elif f.name == "word_topk":
-            group.add_argument(*names, dest=f.name, type=int, nargs="+", default=None, help=f"(default {default})")
+            group.add_argument(*names, dest=f.name, type=int, nargs="+", default=None, metavar="K",
+                               help=f"{text}default {' '.join(map(str, default))}")
         else:
-            group.add_argument(*names, dest=f.name, type=_scalar_type(hint), default=None, help=f"(default {default})")
+            group.add_argument(*names, dest=f.name, type=_scalar_type(hint), default=None, choices=choices,
+                               help=f"{text}default {default}")
 
 
 def _scalar_type(hint):

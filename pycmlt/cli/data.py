@@ -28,7 +28,7 @@ def _options(args) -> dict:
         opts["root"] = args.root
     for item in args.option or []:
         if "=" not in item:
-            raise SystemExit(f"--option expects key=value, got {item!r}")
+            raise ValueError(f"--option expects key=value, got {item!r}")
         k, v = item.split("=", 1)
         opts[k.strip().replace("-", "_")] = _parse_value(v)
     return opts

@@ -7,7 +7,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pycmlt.ops._backend import BACKENDS
+from pycmlt.ops._checks import check_finite_scalar
+
 METHODS = ("ce", "cb-focal", "ldam-drw", "balanced-softmax", "logit-adjust", "crt", "tau-norm", "cmltnet")
+LOSS_METHODS = ("ce", "cb-focal", "ldam-drw", "balanced-softmax", "logit-adjust")
 
 
 @dataclass
@@ -69,20 +73,9 @@ class TrainConfig:
     tensorboard: bool = False
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.cls_loss is not None and self.cls_loss not in ("ce", "cb-focal", "ldam-drw", "balanced-softmax",
-                                                               "logit-adjust"):
-            raise ValueError(f"cls_loss must be a loss method (ce, cb-focal, ldam-drw, balanced-softmax, "
-                             f"logit-adjust), got {self.cls_loss!r}")
-        if self.method in ("crt", "tau-norm") and not self.stage1:
-            raise ValueError(f"method {self.method!r} is a second stage: give stage1=<run folder of a trained model>")
-        if self.epochs < 1 and self.method not in ("crt", "tau-norm"):
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if isinstance(self.word_topk, list):
             self.word_topk = tuple(self.word_topk)
+        validate(self)
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict:
@@ -92,6 +85,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
+        if not isinstance(data, dict):
+            raise TypeError(f"a config must be a mapping of TrainConfig keys to values (YAML `key: value` lines "
+                            f"or a JSON object), got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -105,7 +101,8 @@ class TrainConfig:
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(text) or {}
+            data = yaml.safe_load(text)
+            data = {} if data is None else data
         else:
             data = json.loads(text)
         return cls.from_dict(data)
@@ -115,3 +112,145 @@ class TrainConfig:
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+# ------------------------------------------------------------------------------------ validation
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one TrainConfig field accepts: its type, range or choices, and the help text of its flag."""
+    help: str
+    kind: type = str                      # int, float, str, bool, dict, or tuple (of ints >= 1: word_topk)
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple | None = None
+    optional: bool = False                # None allowed
+
+    def describe(self) -> str:
+        """The help text with the accepted values, e.g. 'learning rate (> 0)'."""
+        if self.choices:
+            return self.help
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            bounds.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return self.help + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def _int(help: str, low: int | None = 0, **kw) -> Rule:
+    return Rule(help, int, low=low, **kw)
+
+
+def _real(help: str, low: float | None = 0.0, **kw) -> Rule:
+    return Rule(help, float, low=low, **kw)
+
+
+def _choice(help: str, choices: tuple, **kw) -> Rule:
+    return Rule(help, str, choices=tuple(choices), **kw)
+
+
+# One row per field: the single place that says what a run accepts (TrainConfig and the CLI flags).
+RULES: dict[str, Rule] = {
+    "dataset": Rule("dataset name: emoji-lt, synthetic, nus-wide, vireo-food-172, manifest"),
+    "data_root": Rule("folder of an on-disk dataset (nus-wide, vireo-food-172) or the manifest file", optional=True),
+    "image_size": _int("image resolution in pixels", low=1),
+    "data_seed": _int("seed of the dataset build and split (kept fixed across model seeds)"),
+    "data_options": Rule("extra keyword arguments of the dataset builder (a JSON object)", dict),
+    "skip_bad": Rule("skip (and count) unreadable images instead of failing", bool),
+    "class_balanced_sampling": Rule("sample every class equally often", bool),
+    "num_workers": _int("data-loading worker processes"),
+    "method": _choice("training method", METHODS),
+    "cls_loss": _choice("classification loss of cmltnet (default balanced-softmax)", LOSS_METHODS, optional=True),
+    "beta": _real("class-balanced weighting (cb-focal, ldam-drw after DRW)", high=1.0, high_open=True),
+    "focal_gamma": _real("focusing parameter of cb-focal"),
+    "ldam_max_margin": _real("largest LDAM margin (the rarest class)"),
+    "ldam_scale": _real("scale of LDAM's cosine logits", low_open=True),
+    "drw_start_epoch": _int("epoch where deferred re-weighting starts (default: 80% of the epochs)", optional=True),
+    "logit_adjust_tau": _real("tau of post-hoc logit adjustment", low=None),
+    "tau_norm": _real("tau of tau-norm: weights divided by ||w||^tau"),
+    "stage1": Rule("run folder of the stage-one model (crt, tau-norm; logit-adjust reuses it)", optional=True),
+    "crt_epochs": _int("epochs of classifier re-training (crt)", low=1),
+    "use_align": Rule("CMLTNet cross-modal alignment (CMA)", bool),
+    "use_infer": Rule("CMLTNet cross-modal inference (CMI)", bool),
+    "use_fuse": Rule("fuse the inferred semantic vector into the classifier input", bool),
+    "lambda_align": _real("weight of the alignment loss"),
+    "lambda_infer": _real("weight of the inference loss"),
+    "align_temperature": _real("temperature of the alignment InfoNCE", low_open=True),
+    "word_loss_beta": _real("class-balanced word-prediction weights over word frequency", high=1.0,
+                            high_open=True),
+    "word_dim": _int("dimension of the word space", low=1),
+    "word_vectors": _choice("initialisation of the word table", ("none", "minilm")),
+    "fusion": _choice("how the semantic vector is fused", ("concat", "gated")),
+    "semantic_head": Rule("also score the semantic vector against class prototypes in the word space", bool),
+    "text_pooling": _choice("pooling of an example's words", ("mean", "attention")),
+    "backbone": Rule("resnet20/32/44/56/110, torchvision:<name> or timm:<name>"),
+    "backbone_weights": Rule("local weights file of the backbone", optional=True),
+    "classifier": _choice("classifier (default by method: cosine for ldam-drw, else linear)", ("linear", "cosine"),
+                          optional=True),
+    "epochs": _int("training epochs (>= 1; crt and tau-norm: >= 0)"),
+    "batch_size": _int("images per step", low=1),
+    "lr": _real("learning rate", low_open=True),
+    "momentum": _real("SGD momentum", high=1.0, high_open=True),
+    "weight_decay": _real("SGD weight decay"),
+    "warmup_epochs": _int("epochs of linear learning-rate warm-up"),
+    "augment": Rule("random crops and flips", bool),
+    "channels_last": Rule("NHWC convolutions (about 20% faster on CPU)", bool),
+    "seed": _int("seed of the model, sampling and augmentation"),
+    "device": Rule("auto, cpu, cuda or cuda:<index>"),
+    "backend": _choice("what backend='auto' means for the loss ops during the run", BACKENDS),
+    "out_dir": Rule("run folder (checkpoints, metrics, plots)"),
+    "eval_every": _int("evaluate on the test split every k epochs (0: only at the end)"),
+    "word_topk": Rule("k values of word recall@k (each >= 1)", tuple),
+    "progress": Rule("progress output (a bar on a terminal, one line per epoch otherwise)", bool),
+    "tensorboard": Rule("write TensorBoard scalars under <out_dir>/tensorboard", bool),
+}
+
+
+def validate(config: TrainConfig) -> None:
+    """TypeError / ValueError naming the first field of `config` that RULES does not accept, and the
+    combinations that cannot run (a second stage without stage1, epochs 0 for a first stage)."""
+    for name, rule in RULES.items():
+        check_field(name, getattr(config, name), rule)
+    if config.method in ("crt", "tau-norm") and not config.stage1:
+        raise ValueError(f"method {config.method!r} is a second stage: give stage1=<run folder of a trained model>")
+    if config.epochs < 1 and config.method not in ("crt", "tau-norm"):
+        raise ValueError(f"epochs must be >= 1, got {config.epochs}")
+
+
+def check_field(name: str, value, rule: Rule) -> None:
+    if value is None:
+        if rule.optional:
+            return
+        raise TypeError(f"{name} must be given (not null)")
+    if rule.kind is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be true or false, got {value!r}")
+    elif rule.kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        if rule.low is not None and value < rule.low:
+            raise ValueError(f"{name} must be >= {rule.low}, got {value}")
+    elif rule.kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if isinstance(value, str) else ""
+            raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}){hint}")
+        check_finite_scalar(name, value, low=rule.low, high=rule.high, low_open=rule.low_open,
+                            high_open=rule.high_open)
+    elif rule.kind is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"{name} must be a mapping (JSON object), got {type(value).__name__}")
+    elif rule.kind is tuple:
+        if not isinstance(value, tuple) or not value:
+            raise TypeError(f"{name} must be a non-empty list of integers, got {value!r}")
+        for k in value:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ValueError(f"{name} must hold integers >= 1, got {value!r}")
+    else:
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"{name} must be a non-empty string, got {value!r}")
+        if rule.choices and value not in rule.choices:
+            raise ValueError(f"{name} must be one of {rule.choices}, got {value!r}")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from pycmlt.eval.longtail import longtail_accuracy, multilabel_metrics
 from pycmlt.models import CMLTNet
+from pycmlt.training.progress import StepProgress
 
 
 @torch.no_grad()
@@ -18,7 +18,7 @@ def predict(model: CMLTNet, dataset, *, batch_size: int, device: torch.device, c
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
     logits, labels, semantic, words = [], [], [], []
-    for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+    for batch in StepProgress(loader, "evaluate", enabled=progress):
         if len(batch) == 0:
             continue
         images = batch.images.to(device)

@@ -12,19 +12,24 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm.auto import tqdm
 
 import pycmlt
 from pycmlt.data.transforms import augment_batch
+from pycmlt.errors import ConfigMismatchError
 from pycmlt.models import CMLTNet, CMLTNetConfig, class_word_profile, tau_normalize_
 from pycmlt.models.heads import build_classifier
 from pycmlt.training import checkpoint as ckpt
 from pycmlt.training import distributed as dist_utils
 from pycmlt.training.config import TrainConfig
+from pycmlt.training.divergence import check_parameters, check_step, step_health
 from pycmlt.training.evaluate import classification_metrics, predict, word_inference_metrics
 from pycmlt.training.methods import cosine_lr, evaluation_logits, model_config
 from pycmlt.training.objective import CMLTNetObjective
+from pycmlt.training.progress import StepProgress
 from pycmlt.training.report import format_metrics_table, write_metrics
+from pycmlt.training.resume_check import check_resume_config, parse_allowed_keys, stored_config
+from pycmlt.training.run_checks import check_run_data
+from pycmlt.training.run_lock import RunLock
 from pycmlt.training.scalars import ScalarLog
 
 CHECKPOINT = "checkpoint.pt"
@@ -54,11 +59,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
-    """Trains `config.method` on `config.dataset` and evaluates it; see TrainConfig for the options."""
+def train(config: TrainConfig, *, resume: bool = False, allow_config_change=None) -> TrainResult:
+    """Trains `config.method` on `config.dataset` and evaluates it; see TrainConfig for the options.
+
+    The run holds a lock on config.out_dir until it returns (a second run into the folder fails).
+    resume=True continues the folder's run; its config must match the stored config.json except for
+    the keys in allow_config_change (e.g. ["epochs"]). A NaN/infinite loss, gradient or parameter
+    stops the run with TrainingDivergedError, keeping the last good checkpoint."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    allowed = parse_allowed_keys(allow_config_change)
+    ctx = dist_utils.init_from_env(config.device)
+    lock = RunLock(config.out_dir).acquire() if ctx.is_main else None
+    try:
+        return _locked_train(config, resume, allowed, ctx)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _locked_train(config: TrainConfig, resume: bool, allowed: frozenset, ctx) -> TrainResult:
     from pycmlt.data import collate
 
-    ctx = dist_utils.init_from_env(config.device)
     device = ctx.device if ctx.enabled else resolve_device(config.device)
     out_dir = Path(config.out_dir)
     checkpoint_path = out_dir / CHECKPOINT
@@ -66,12 +88,16 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         if checkpoint_path.exists() and not resume:
             raise FileExistsError(f"{out_dir} already holds a run (checkpoint.pt); pass resume=True (--resume) "
                                   "to continue it, or choose another out_dir")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        config.save(out_dir / "config.json")
-    ctx.barrier()
+        stored = stored_config(out_dir) if resume else None
+        if stored is not None:  # before anything in the folder changes
+            check_resume_config(stored, config, allowed)
 
     seed_everything(config.seed)
     train_set, test_set = load_datasets(config)
+    check_run_data(config, {"train": train_set, "test": test_set})
+    if ctx.is_main:
+        config.save(out_dir / "config.json")
+    ctx.barrier()
     class_counts = torch.as_tensor(train_set.class_counts, dtype=torch.float32)
     vocab = list(train_set.vocab)
     multi_label = bool(train_set.multi_label)
@@ -154,9 +180,15 @@ def _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, 
     start_epoch, history = 0, []
     if resume and checkpoint_path.exists():
         state = ckpt.load(checkpoint_path)
-        model.load_state_dict(state["model"])
-        objective.load_state_dict(state["objective"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            objective.load_state_dict(state["objective"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigMismatchError(f"{checkpoint_path} does not fit the model of this config ({first_line}); "
+                                      "it was written by a run with other settings: start a new run in another "
+                                      "out_dir") from None
         ckpt.set_rng_state(state["rng"])
         start_epoch, history = state["epoch"], state["history"]
         if ctx.is_main and config.progress:
@@ -175,6 +207,7 @@ def _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, 
         if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs and ctx.is_main:
             log["eval"] = _quick_eval(model, config, test_set, class_counts, multi_label, device, collate)
         scalars.epoch(log)
+        check_parameters(list(model.named_parameters()) + list(objective.named_parameters()), epoch)
         if ctx.is_main:
             ckpt.atomic_save({"format": ckpt.FORMAT, "epoch": epoch + 1, "model": model.state_dict(),
                               "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
@@ -191,8 +224,7 @@ def _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, de
     flip = loader.dataset.meta.get("flip_ok", True)
     steps = len(loader)
     totals, seen, start = {}, 0, time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (config.progress and ctx.is_main),
-               leave=False)
+    bar = StepProgress(loader, f"epoch {epoch + 1}/{config.epochs}", enabled=config.progress and ctx.is_main)
     for step, batch in enumerate(bar):
         if len(batch) == 0:  # every image of the batch was unreadable (skip_bad)
             continue
@@ -209,6 +241,8 @@ def _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, de
         loss, parts = objective(out, labels, word_ids, word_mask, model)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        health = step_health(loss, optimizer).tolist()  # the step's one host sync
+        check_step(health, parts, epoch, step, steps, optimizer.param_groups[0]["lr"])
         optimizer.step()
         n = images.shape[0]
         seen += n
@@ -240,6 +274,10 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CM
     if path.is_dir():
         path = path / MODEL
     state = ckpt.load(path)
+    if "model_config" not in state:
+        raise ValueError(f"{path} is a training checkpoint, not a finished model: word inference and evaluation "
+                         f"need the run's {MODEL}, written when training ends; give the run folder of a finished "
+                         "run (or finish this one with --resume)")
     model = CMLTNet(CMLTNetConfig(**state["model_config"]))
     model.load_state_dict(state["state_dict"])
     model.vocab = list(state["vocab"])
