@@ -11,6 +11,8 @@ from PIL import Image
 from pycmlt.data import ImageLoadError, build_dataset, build_datasets, collate
 from pycmlt.data.manifest import ManifestError
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # decoded-image cache in tmp_path
+
 
 def _expected(rows, split):
     return [r for r in rows if r["split"] == split]

@@ -11,6 +11,8 @@ from pycmlt.data import ImageLoadError, build_dataset, collate
 from pycmlt.data.nus_wide import relative_image_path
 from pycmlt.data.textfiles import LayoutError
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # decoded-image cache in tmp_path
+
 
 @pytest.fixture(scope="module")
 def nus(tmp_path_factory):

@@ -8,6 +8,8 @@ from data_fixtures import VIREO_FOODS, VIREO_INGREDIENTS, make_vireo, truncate_i
 from pycmlt.data import ImageLoadError, build_dataset, collate
 from pycmlt.data.textfiles import LayoutError
 
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # decoded-image cache in tmp_path
+
 
 @pytest.fixture(scope="module")
 def vireo(tmp_path_factory):
