@@ -215,3 +215,17 @@ def test_load_image_matches_reference_decode(tmp_path, mode, w, h, size, orienta
     tol = 2 if mode in ("LA", "RGBA", "P+alpha", "P+key", "CMYK") else 1 if mode in ("I;16", "I", "F") else 0
     assert got.shape == ref.shape == (size, size, 3)
     assert np.abs(got - ref).max() <= tol, (mode, np.abs(got - ref).max())
+
+
+def test_word_inference_images_use_the_training_background_and_report_bombs(tmp_path, monkeypatch):
+    from data_fixtures import write_transparent
+
+    from pycmlt.training.words import images_from_files   # what `pycmlt words IMAGE...` reads images with
+    write_transparent(tmp_path / "t.png")
+    meta = {"size": 8, "mean": [0.0] * 3, "std": [1.0] * 3, "resize": "crop", "background": [0, 0, 0]}
+    assert images_from_files([tmp_path / "t.png"], meta).abs().max() == 0
+    older = {k: meta[k] for k in ("size", "mean", "std")}   # a model.pt saved before resize/background
+    assert images_from_files([tmp_path / "t.png"], older).min() == 1.0
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ImageLoadError, match="t.png: decompression bomb"):
+        images_from_files([tmp_path / "t.png"], meta)
