@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import operator
 import os
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,9 +67,9 @@ def stat_image(path: str | Path) -> os.stat_result:
         raise ImageLoadError(path, "no such file") from None
     except OSError as e:
         raise ImageLoadError(path, f"{type(e).__name__}: {e.strerror or e}") from None
-    if Path(path).is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise ImageLoadError(path, "is a directory, not an image file")
-    if not Path(path).is_file():
+    if not stat.S_ISREG(st.st_mode):
         raise ImageLoadError(path, "not a regular file")
     return st
 
