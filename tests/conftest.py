@@ -27,3 +27,11 @@ def fast_backend_params():
 
 def all_backend_params():
     return [pytest.param(d, b, id=f"{d}-{b}") for d in DEVICES for b in available_backends(d)]
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """Point the pycmlt cache (e.g. the decoded-image cache of file datasets) at a fresh folder."""
+    root = tmp_path / "pycmlt-cache"
+    monkeypatch.setenv("PYCMLT_CACHE_DIR", str(root))
+    return root

@@ -153,3 +153,8 @@ def write_jsonl(path: Path, rows: list[dict], *, with_split: bool = True) -> Non
             if not with_split:
                 d.pop("split")
             f.write(json.dumps(d) + "\n")
+
+
+def write_transparent(path: Path) -> None:
+    """A fully transparent RGBA PNG (whatever the file name's extension): it loads as the background."""
+    Image.new("RGBA", (24, 18), (0, 0, 0, 0)).save(path, format="PNG")

@@ -5,11 +5,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from data_fixtures import corrupt_image, manifest_rows, write_csv, write_image, write_jsonl
+from data_fixtures import corrupt_image, manifest_rows, write_csv, write_image, write_jsonl, write_transparent
 from PIL import Image
 
 from pycmlt.data import ImageLoadError, build_dataset, build_datasets, collate
 from pycmlt.data.manifest import ManifestError
+
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # decoded-image cache in tmp_path
 
 
 def _expected(rows, split):
@@ -94,6 +96,7 @@ def test_unknown_test_words_are_dropped(tmp_path):
     ('{"image": "a.png", "label": "x"}\nnot json\n', r"m.jsonl:2: not valid JSON"),
     ('{"image": "a.png"}\n', r"m.jsonl:1: missing 'label'"),
     ('{"image": "", "label": "x"}\n', r"m.jsonl:1: empty 'image'"),
+    ('{"image": "a.png", "label": ["a", "b"]}\n', r"m.jsonl:1: 'label' must be one class name .* under 'labels'"),
     ('{"image": "a.png", "label": "x", "split": "train"}\n{"image": "b.png", "label": "x"}\n', r"m.jsonl:2: missing 'split'"),
 ])
 def test_manifest_errors_name_the_line(tmp_path, content, match):
@@ -140,3 +143,20 @@ def test_corrupt_and_missing_images(tmp_path):
     b = collate([skip[i] for i in range(len(skip))])
     assert len(b) == len(skip) - 2 and sorted(b.bad_paths) == sorted(str(tmp_path / r["image"]) for r in rows[:2])
     assert skip.bad_images.count == 2
+
+
+def test_background_option_and_directory_rows(tmp_path):
+    rows = manifest_rows(tmp_path)
+    write_csv(tmp_path / "m.csv", rows)
+    write_transparent(tmp_path / rows[0]["image"])
+    ds = build_dataset("manifest", "train", path=tmp_path / "m.csv", image_size=8, background="#0000ff")
+    assert ds.raw_image(0)[:, 0, 0].tolist() == [0, 0, 255]
+    assert build_dataset("manifest", "train", path=tmp_path / "m.csv", image_size=8).raw_image(0).min() == 255
+    with pytest.raises(ValueError, match="background must be"):
+        build_dataset("manifest", "train", path=tmp_path / "m.csv", background="transparent-ish")
+    with pytest.raises(ValueError, match="image_size must be a positive int"):
+        build_dataset("manifest", "train", path=tmp_path / "m.csv", image_size=0)
+    (tmp_path / rows[1]["image"]).unlink()
+    (tmp_path / rows[1]["image"]).mkdir()
+    with pytest.raises(ImageLoadError, match="1.png: is a directory"):
+        build_dataset("manifest", "train", path=tmp_path / "m.csv", image_size=8)[1]

@@ -5,11 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_fixtures import NUS_CONCEPTS, NUS_TAGS, corrupt_image, make_nus_wide
+from data_fixtures import NUS_CONCEPTS, NUS_TAGS, corrupt_image, make_nus_wide, write_transparent
 
 from pycmlt.data import ImageLoadError, build_dataset, collate
 from pycmlt.data.nus_wide import relative_image_path
 from pycmlt.data.textfiles import LayoutError
+
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # decoded-image cache in tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +132,10 @@ def test_bad_images(tmp_path):
     assert set(bad_found) == {bad, gone} and skipping.bad_images.count == 2
     assert len(skipping) == len(ds) - 2 and skipping.class_counts.sum() == skipping.split_counts.sum()
     assert all(isinstance(skipping[i].image, torch.Tensor) for i in range(len(skipping)))
+
+
+def test_background_option(tmp_path):
+    make_nus_wide(tmp_path)
+    ds = build_dataset("nus-wide", "train", root=tmp_path, image_size=8, background=(0, 255, 0))
+    write_transparent(Path(ds.paths[0]))
+    assert ds.raw_image(0)[:, 4, 4].tolist() == [0, 255, 0]

@@ -3,10 +3,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_fixtures import VIREO_FOODS, VIREO_INGREDIENTS, make_vireo, truncate_image
+from data_fixtures import VIREO_FOODS, VIREO_INGREDIENTS, make_vireo, truncate_image, write_transparent
 
 from pycmlt.data import ImageLoadError, build_dataset, collate
 from pycmlt.data.textfiles import LayoutError
+
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # decoded-image cache in tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +66,10 @@ def test_truncated_jpeg(tmp_path):
     b = collate([skip[i] for i in range(4)])
     assert len(b) == 3 and b.bad_paths == [ds.paths[0]] and b.indices.tolist() == [1, 2, 3]
     assert skip.bad_images.count == 1 and skip.bad_images.to_dict()["paths"] == [ds.paths[0]]
+
+
+def test_background_option(tmp_path):
+    make_vireo(tmp_path)
+    ds = build_dataset("vireo-food-172", "test", root=tmp_path, image_size=8, background="black")
+    write_transparent(Path(ds.paths[0]))
+    assert ds.raw_image(0).max() == 0

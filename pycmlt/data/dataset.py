@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pycmlt.data.images import BadImageLog, ImageLoadError, check_images, load_image
+from pycmlt.data.image_cache import DecodedImageCache
+from pycmlt.data.image_modes import DEFAULT_BACKGROUND, parse_background
+from pycmlt.data.images import BadImageLog, ImageLoadError, check_images, check_resize, check_size, load_image
 from pycmlt.data.sample import BadSample, Sample
 from pycmlt.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 from pycmlt.data.vocab import Vocabulary
@@ -176,27 +178,45 @@ class FileDataset(LTDataset):
     skip_bad=False: a missing or corrupt image raises ImageLoadError naming the path.
     skip_bad=True: it yields a BadSample (dropped by collate, listed in Batch.bad_paths) and is
     recorded in `bad_images`; `verify_images()` finds all bad files up front and removes them.
+    background: the colour transparent images are composited over (white by default).
+    image_cache=True: each image is decoded once at this resolution and read back from the
+    decoded-image cache afterwards (pycmlt.data.image_cache; under `cache_root`, default the
+    pycmlt cache folder); image_cache=False decodes the file on every access.
     """
 
     def __init__(self, paths: Sequence[str], *, image_size: int = 224, resize: str = "crop",
-                 skip_bad: bool = False, **kw):
+                 skip_bad: bool = False, background=DEFAULT_BACKGROUND, image_cache: bool = True,
+                 cache_root: str | None = None, **kw):
+        image_size = check_size(image_size, "image_size")
+        if not isinstance(image_cache, bool):
+            raise ValueError(f"image_cache must be True or False, got {image_cache!r}")
         self.paths = [str(p) for p in paths]
-        self.resize = resize
+        self.resize = check_resize(resize)
+        self.background = parse_background(background)
         self.skip_bad = bool(skip_bad)
+        self.image_cache = (DecodedImageCache(image_size, self.resize, self.background, cache_root)
+                            if image_cache else None)
         super().__init__(image_size=image_size, **kw)
         if len(self.paths) != len(self):
             raise ValueError(f"{len(self.paths)} image paths for {len(self)} labels")
 
+    def load_path(self, path: str) -> torch.Tensor:
+        """uint8 [3, S, S] of one image file, through the decoded-image cache when it is on."""
+        if self.image_cache is not None:
+            return self.image_cache.load(path)
+        return load_image(path, self.image_size, self.resize, self.background)
+
     def _load_raw(self, i: int) -> torch.Tensor:
-        return load_image(self.paths[i], self.image_size, self.resize)
+        return self.load_path(self.paths[i])
 
     def info(self, i: int) -> dict:
         return {**super().info(i), "path": self.paths[i]}
 
     def verify_images(self, num_threads: int = 8) -> dict[str, str]:
-        """Decode every image once. Bad ones raise ImageLoadError (skip_bad=False) or are removed
-        from this split and recorded in `bad_images` (skip_bad=True). Returns {path: reason}."""
-        bad = check_images(self.paths, num_threads=num_threads)
+        """Decode every image once (filling the decoded-image cache when it is on). Bad ones raise
+        ImageLoadError (skip_bad=False) or are removed from this split and recorded in `bad_images`
+        (skip_bad=True). Returns {path: reason}."""
+        bad = check_images(self.paths, self.load_path, num_threads=num_threads)
         if not bad:
             return {}
         if not self.skip_bad:

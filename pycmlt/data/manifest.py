@@ -2,7 +2,7 @@
 
 One row per image:
   image   path of the image, relative to the manifest's folder (or `image_root`) or absolute  [required]
-  label   class name (single-label)                                                          [label or labels]
+  label   one class name (single-label; a list here is an error: use labels)                 [label or labels]
   labels  class names of a multi-label image: "a|b" in CSV, a list (or "a|b") in JSONL
   words   descriptional words: "w1 w2" (white space) or "phrase one|phrase two" (when it contains
           "|") in CSV; a list of strings (or such a string) in JSONL                         [optional]
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from pycmlt.data.dataset import FileDataset
+from pycmlt.data.image_modes import DEFAULT_BACKGROUND
 from pycmlt.data.longtail import cap_per_class, stratified_split, subsample_longtail
 from pycmlt.data.vocab import Vocabulary
 from pycmlt.data.words import WordTable
@@ -110,7 +111,9 @@ def load_manifest(split: str = "train", *, path: str | Path | None = None, root:
                   test_fraction: float = 0.2, val_fraction: float = 0.0, imbalance_ratio: float | None = None,
                   profile: str = "exp", n_max: int | None = None, test_per_class: int | None = None, seed: int = 0,
                   min_word_count: int = 1, vocab: Vocabulary | None = None, skip_bad: bool = False,
-                  augment: bool | None = None, transform=None, mean=None, std=None) -> FileDataset:
+                  augment: bool | None = None, transform=None, mean=None, std=None,
+                  background: str | tuple = DEFAULT_BACKGROUND, image_cache: bool = True,
+                  cache_root: str | Path | None = None) -> FileDataset:
     """The split `split` ("train", "val", "test") of a manifest dataset (see the module doc)."""
     split = SPLIT_ALIASES.get(split, split)
     if split not in ("train", "val", "test"):
@@ -131,7 +134,11 @@ def load_manifest(split: str = "train", *, path: str | Path | None = None, root:
             raise ManifestError(f"{where}: empty 'image'")
         base = Path(image_root).expanduser() if image_root else f.parent
         images.append(str(Path(img) if Path(img).is_absolute() else base / img))
-        raw = r.get("labels") if "labels" in r else r.get("label")
+        key = "labels" if "labels" in r else "label"
+        raw = r.get(key)
+        if not multi_label and isinstance(raw, (list, tuple, dict)):
+            raise ManifestError(f"{where}: {key!r} must be one class name in a single-label manifest, got {raw!r} "
+                                "(a multi-label image lists its classes under 'labels')")
         labs = _split_field(raw, None) if multi_label else ([str(raw).strip()] if raw not in (None, "") else [])
         if not multi_label and not labs:
             raise ManifestError(f"{where}: missing 'label'")
@@ -198,7 +205,7 @@ def load_manifest(split: str = "train", *, path: str | Path | None = None, root:
         vocab = Vocabulary.build((word_lists[k] for k in train_idx), min_count=min_word_count)
     kw = {} if mean is None else {"mean": mean, "std": std}
     return FileDataset([images[k] for k in idx], image_size=image_size, resize=resize, skip_bad=skip_bad,
-                       name="manifest", split=split, classes=class_list, vocab=vocab, labels=labels_of(idx),
+                       background=background, image_cache=image_cache, cache_root=cache_root, name="manifest", split=split, classes=class_list, vocab=vocab, labels=labels_of(idx),
                        words=WordTable.from_lists(word_lists[k] for k in idx), class_counts=class_counts,
                        augment=augment, transform=transform,
                        meta={"path": str(path), "train_size": int(len(train_idx)), "imbalance_ratio_target": imbalance_ratio},

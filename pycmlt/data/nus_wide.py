@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from pycmlt.data.dataset import FileDataset
+from pycmlt.data.image_modes import DEFAULT_BACKGROUND
 from pycmlt.data.longtail import cap_per_class, subsample_longtail
 from pycmlt.data.textfiles import LayoutError, find_file, read_binary_matrix, read_lines
 from pycmlt.data.vocab import Vocabulary
@@ -106,7 +107,9 @@ def load_nus_wide(split: str = "train", *, root: str | Path, mode: str = "multi-
                   profile: str = "exp", n_max: int | None = None, test_per_class: int | None = None,
                   min_class_count: int = 1, drop_unlabeled: bool = True, exclude_concept_tags: bool = False,
                   seed: int = 0, min_word_count: int = 1, vocab: Vocabulary | None = None, skip_bad: bool = False,
-                  augment: bool | None = None, transform=None, mean=None, std=None) -> FileDataset:
+                  augment: bool | None = None, transform=None, mean=None, std=None,
+                  background: str | tuple = DEFAULT_BACKGROUND, image_cache: bool = True,
+                  cache_root: str | Path | None = None) -> FileDataset:
     """The NUS-WIDE split `split` ("train" or "test") in `mode` (see the module doc)."""
     if split not in SPLIT_NAMES:
         raise ValueError(f"NUS-WIDE has splits {tuple(SPLIT_NAMES)}, got {split!r}")
@@ -167,7 +170,8 @@ def load_nus_wide(split: str = "train", *, root: str | Path, mode: str = "multi-
     img_root = Path(image_dir).expanduser() if image_dir else root / "Flickr"
     paths = [str(img_root / parts[split][0][k]) for k in keep]
     kw = {} if mean is None else {"mean": mean, "std": std}
-    return FileDataset(paths, image_size=image_size, resize=resize, skip_bad=skip_bad, name="nus-wide", split=split,
+    return FileDataset(paths, image_size=image_size, resize=resize, skip_bad=skip_bad, background=background,
+                       image_cache=image_cache, cache_root=cache_root, name="nus-wide", split=split,
                        classes=classes, vocab=vocab, labels=torch.from_numpy(np.asarray(y)),
                        words=train_words if split == "train" else words_of(split), class_counts=class_counts,
                        augment=augment, transform=transform,

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from pycmlt.data.dataset import FileDataset
+from pycmlt.data.image_modes import DEFAULT_BACKGROUND
 from pycmlt.data.longtail import cap_per_class, subsample_longtail
 from pycmlt.data.textfiles import LayoutError, find_file, read_lines
 from pycmlt.data.vocab import Vocabulary
@@ -65,7 +66,8 @@ def load_vireo_food172(split: str = "train", *, root: str | Path, image_size: in
                        imbalance_ratio: float | None = None, profile: str = "exp", n_max: int | None = None,
                        test_per_class: int | None = None, seed: int = 0, min_word_count: int = 1,
                        vocab: Vocabulary | None = None, skip_bad: bool = False, augment: bool | None = None,
-                       transform=None, mean=None, std=None) -> FileDataset:
+                       transform=None, mean=None, std=None, background: str | tuple = DEFAULT_BACKGROUND,
+                       image_cache: bool = True, cache_root: str | Path | None = None) -> FileDataset:
     """The VireoFood-172 split `split` (see the module doc)."""
     if split not in SPLIT_FILES:
         raise ValueError(f"VireoFood-172 has splits {tuple(SPLIT_FILES)}, got {split!r}")
@@ -125,7 +127,8 @@ def load_vireo_food172(split: str = "train", *, root: str | Path, image_size: in
     img_root = root / "ready_chinese_food"
     kw = {} if mean is None else {"mean": mean, "std": std}
     return FileDataset([str(img_root / r.lstrip("/")) for r in rels], image_size=image_size, resize=resize,
-                       skip_bad=skip_bad, name="vireo-food-172", split=split, classes=classes, vocab=vocab,
+                       skip_bad=skip_bad, background=background, image_cache=image_cache, cache_root=cache_root,
+                       name="vireo-food-172", split=split, classes=classes, vocab=vocab,
                        labels=torch.from_numpy(y), words=words,
                        class_counts=torch.bincount(torch.from_numpy(train_y), minlength=len(classes)),
                        augment=augment, transform=transform,

@@ -291,7 +291,8 @@ def save_model(model: CMLTNet, path: Path, config: TrainConfig, train_set) -> No
                       "class_counts": torch.as_tensor(train_set.class_counts).tolist(),
                       "multi_label": bool(train_set.multi_label), "train_config": config.to_dict(),
                       "image": {"size": train_set.image_size, "mean": list(train_set.mean),
-                                "std": list(train_set.std)}}, path)
+                                "std": list(train_set.std), "resize": getattr(train_set, "resize", "crop"),
+                                "background": list(getattr(train_set, "background", (255, 255, 255)))}}, path)
 
 
 def _second_stage(config, train_set, class_counts, multi_label, device, ctx, collate, checkpoint_path, resume):

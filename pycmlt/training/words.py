@@ -6,15 +6,19 @@ from pathlib import Path
 
 import torch
 
+from pycmlt.data.image_modes import DEFAULT_BACKGROUND
 from pycmlt.data.images import load_image
 from pycmlt.data.transforms import Normalize
 from pycmlt.models import CMLTNet
 
 
 def images_from_files(paths: list[str | Path], image: dict) -> torch.Tensor:
-    """[B, 3, S, S] model inputs from image files, prepared as at training (size, mean, std)."""
+    """[B, 3, S, S] model inputs from image files, prepared as at training (size, resize mode,
+    background of transparent images, mean, std; models saved before the last two were recorded
+    get the defaults)."""
     normalize = Normalize(image["mean"], image["std"])
-    return torch.stack([normalize(load_image(p, image["size"])) for p in paths])
+    resize, background = image.get("resize", "crop"), image.get("background", DEFAULT_BACKGROUND)
+    return torch.stack([normalize(load_image(p, image["size"], resize, background)) for p in paths])
 
 
 def format_inferred(rows: list[list[tuple[str, float]]], names: list[str], truths: list[list[str]] | None = None,
