@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+SELECT_ON = ("last", "val")
 METHODS = ("ce", "cb-focal", "ldam-drw", "balanced-softmax", "logit-adjust", "crt", "tau-norm", "cmltnet")
 
 
@@ -63,7 +64,8 @@ class TrainConfig:
     device: str = "auto"
     backend: str = "auto"                 # what backend="auto" means for the loss ops during the run
     out_dir: str = "runs/default"
-    eval_every: int = 0                   # evaluate every k epochs (0: only at the end)
+    eval_every: int = 0                   # evaluate on test every k epochs (0: only at the end; select_on="last" only)
+    select_on: str = "last"               # "last": test the last epoch; "val": test the epoch best on val (best.pt)
     word_topk: tuple[int, ...] = (1, 5, 10)
     progress: bool = True
     tensorboard: bool = False
@@ -81,6 +83,12 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.select_on not in SELECT_ON:
+            raise ValueError(f"select_on must be one of {SELECT_ON}, got {self.select_on!r}")
+        if self.select_on == "val" and self.eval_every:
+            raise ValueError("eval_every evaluates the test split during training; with select_on='val' every epoch "
+                             "is evaluated on val instead (history: val_top1, val_few) and test once at the end: "
+                             "set eval_every=0")
         if isinstance(self.word_topk, list):
             self.word_topk = tuple(self.word_topk)
 
