@@ -28,7 +28,8 @@ def test_compare_over_data_splits_writes_the_paired_block(tmp_path, capsys):
             assert (out / method / name / "predictions.npz").exists()
     paired = summary["paired"]
     assert list(paired) == ["balanced-softmax"] and paired["balanced-softmax"]["reference"] == "ce"
-    metrics = {m: [json.loads((out / m / n / "metrics.json").read_text()) for n in names] for m in ("ce", "balanced-softmax")}
+    metrics = {m: [json.loads((out / m / n / "metrics.json").read_text()) for n in names]
+               for m in ("ce", "balanced-softmax")}
     for key in ("top1", "few"):
         block = paired["balanced-softmax"][key]
         expected = np.mean([b[key] - a[key] for a, b in zip(metrics["ce"], metrics["balanced-softmax"])])

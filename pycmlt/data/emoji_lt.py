@@ -261,7 +261,8 @@ def build_report(meta: dict) -> str:
     order = np.argsort(-counts, kind="stable")
     lines = [
         f"emoji-lt built in {meta['build_seconds']:.1f} s: {len(classes)} classes, {meta['train_size']} train / "
-        f"{meta['val_size']} val / {meta['test_size']} test images at {meta['options']['image_size']}x{meta['options']['image_size']} "
+        f"{meta['val_size']} val / {meta['test_size']} test images at "
+        f"{meta['options']['image_size']}x{meta['options']['image_size']} "
         f"(Unicode emoji {meta['unicode_emoji_version']}, seed {meta['options']['seed']})",
         f"train images per class: max {counts.max()} ({classes[order[0]]}), min {counts.min()} "
         f"({classes[order[-1]]}), imbalance ratio {imbalance_ratio(counts):.1f}",

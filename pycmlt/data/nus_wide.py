@@ -111,8 +111,8 @@ def load_nus_wide(split: str = "train", *, root: str | Path, mode: str = "multi-
                   resize: str = "crop", image_dir: str | Path | None = None, imbalance_ratio: float | None = None,
                   profile: str = "exp", n_max: int | None = None, test_per_class: int | None = None,
                   min_class_count: int = 1, drop_unlabeled: bool = True, exclude_concept_tags: bool = False,
-                  val_fraction: float = 0.1, seed: int = 0, min_word_count: int = 1, vocab: Vocabulary | None = None, skip_bad: bool = False,
-                  augment: bool | None = None, transform=None, mean=None, std=None) -> FileDataset:
+                  val_fraction: float = 0.1, seed: int = 0, min_word_count: int = 1, vocab: Vocabulary | None = None,
+                  skip_bad: bool = False, augment: bool | None = None, transform=None, mean=None, std=None) -> FileDataset:
     """The NUS-WIDE split `split` ("train", "val" or "test") in `mode` (see the module doc)."""
     if split not in SPLITS:
         raise ValueError(f"NUS-WIDE has splits {SPLITS}, got {split!r}")

@@ -72,7 +72,8 @@ def tune(base: TrainConfig, grid: dict[str, list], out_dir: str | Path, criterio
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     out_dir = Path(out_dir)
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    configs = [base.replace(select_on="val", out_dir=str(out_dir / point_name(p)), **p) for p in points]  # checked first
+    # every point's config is built (and so checked) before anything trains
+    configs = [base.replace(select_on="val", out_dir=str(out_dir / point_name(p)), **p) for p in points]
     records = []
     for overrides, config in zip(points, configs):
         run_dir = Path(config.out_dir)
