@@ -163,7 +163,7 @@ def test_registry():
     with pytest.raises(TypeError, match="does not take option.*colour"):
         build_dataset("synthetic", colour="red")
     with pytest.raises(ValueError, match="has splits"):
-        build_dataset("emoji-lt", "val")
+        build_dataset("nus-wide", "validation", root=".")
     ds = build_dataset({"name": "synthetic", "num_classes": 5, "n_max": 20, "imbalance_ratio": 4}, "val")
     assert ds.split == "val" and len(ds.classes) == 5 and ds.class_counts.tolist() == [20, 14, 10, 7, 5]
 

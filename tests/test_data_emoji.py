@@ -64,6 +64,8 @@ def test_protocol_plan_is_long_tailed_and_split_by_base():
     train_bases, test_bases = defaultdict(set), defaultdict(set)
     for e, r, s in items:
         cls = plan["class_of_emoji"][e]
+        if s == 2:  # val: checked in test_val_split_holds_out_its_own_bases
+            continue
         (train_bases if s == 0 else test_bases)[cls].add(base_key(entries[e].codepoints))
         assert (r < opts.train_renderings) == (s == 0)    # test renderings never reuse a train draw
     heldout = {classes.index(c) for c in plan["heldout_rendering_classes"]}
@@ -74,6 +76,36 @@ def test_protocol_plan_is_long_tailed_and_split_by_base():
         else:
             assert train_bases[c] and test_bases[c] and not train_bases[c] & test_bases[c]
     assert sum(len(e.keywords) > 0 for e in entries) > 0.98 * len(entries)   # CLDR covers nearly all
+
+
+@needs_packages
+def test_val_split_holds_out_its_own_bases_and_leaves_the_test_split_unchanged():
+    from pycmlt.data.emoji_lt import SPLIT_CODES, EmojiLTOptions, load_entries, plan_split
+    entries = load_entries(find_emoji_sources())
+    plan = plan_split(entries, EmojiLTOptions())
+    no_val = plan_split(entries, EmojiLTOptions(val_base_fraction=0))
+    def of(p, split):
+        return [it for it in p["items"] if it[2] == SPLIT_CODES[split]]
+    assert of(plan, "test") == of(no_val, "test") and plan["test_bases"] == no_val["test_bases"]
+    assert not of(no_val, "val") and not no_val["classes_without_val"]
+    sides = defaultdict(lambda: defaultdict(set))      # class -> split -> bases
+    for e, _, s in plan["items"]:
+        sides[plan["class_of_emoji"][e]][s].add(base_key(entries[e].codepoints))
+    classes = plan["classes"]
+    for c, split_bases in sides.items():
+        train, val, test = (split_bases[SPLIT_CODES[k]] for k in ("train", "val", "test"))
+        assert train and not train & val and not val & test
+        if classes[c] in plan["classes_without_val"]:  # the documented rule: < 2 bases left after the test split
+            assert not val and plan["num_bases"][classes[c]] - len(plan["test_bases"][classes[c]]) < 2
+        else:
+            assert len(val) >= 1 and set(plan["val_bases"][classes[c]]) == val
+    val_counts = np.bincount([plan["class_of_emoji"][e] for e, _, _ in of(plan, "val")], minlength=len(classes))
+    assert set(val_counts.tolist()) == {0, 30} and (val_counts == 0).sum() == len(plan["classes_without_val"])
+    # train loses exactly the emoji of the val bases (30 val images need not show every one of them)
+    val_base_emoji = {k for k, x in enumerate(entries)
+                      if base_key(x.codepoints) in plan["val_bases"][classes[plan["class_of_emoji"][k]]]}
+    assert {e for e, _, _ in of(plan, "val")} <= val_base_emoji
+    assert {e for e, _, _ in of(no_val, "train")} - {e for e, _, _ in of(plan, "train")} == val_base_emoji
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +143,13 @@ def test_default_build(emoji_cache):
     b = collate([train[i] for i in range(64)])
     assert b.images.shape == (64, 3, 32, 32) and abs(float(b.images.mean())) < 1.5
     assert train.meta["build_seconds"] > 0 and len(train.vocab) > 500
+    # val: distinct emoji, never in train or test; item_key names the emoji (renderings share it)
+    val = build_dataset("emoji-lt", "val", vocab=train.vocab, cache_root=root, verbose=False)
+    assert len(val) == 30 * (len(val.classes) - len(val.meta["classes_without_val"]))
+    val_emoji = {val.item_key(i) for i in range(len(val))}
+    assert not val_emoji & {train.item_key(i) for i in range(len(train))}
+    assert not val_emoji & {test.item_key(i) for i in range(len(test))}
+    assert test.item_key(5) == info["emoji"] and len({test.item_key(i) for i in range(len(test))}) < len(test)
 
 
 @needs_packages

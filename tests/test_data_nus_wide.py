@@ -28,7 +28,7 @@ def test_relative_paths():
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_multi_label_matches_ground_truth(nus, split):
     root, truth = nus
-    ds = build_dataset("nus-wide", split, root=root, image_size=16)
+    ds = build_dataset("nus-wide", split, root=root, image_size=16, val_fraction=0)  # the official split
     t = truth[split]
     kept = [i for i, lab in enumerate(t["labels"]) if lab]           # drop_unlabeled=True
     assert ds.multi_label and len(ds) == len(kept)
@@ -47,7 +47,7 @@ def test_multi_label_matches_ground_truth(nus, split):
 
 def test_vocab_is_train_tags_in_official_order(nus):
     root, truth = nus
-    ds = build_dataset("nus-wide", "train", root=root)
+    ds = build_dataset("nus-wide", "train", root=root, val_fraction=0)
     used = {k for i, lab in enumerate(truth["train"]["labels"]) if lab for k in truth["train"]["tags"][i]}
     assert list(ds.vocab) == [NUS_TAGS[k] for k in sorted(used)]
     test = build_dataset("nus-wide", "test", root=root)
@@ -66,22 +66,41 @@ def test_all_tags_layout_gives_same_words(tmp_path):
 
 def test_single_label_subset_and_longtail(nus):
     root, truth = nus
-    ds = build_dataset("nus-wide", "train", root=root, mode="single-label")
+    ds = build_dataset("nus-wide", "train", root=root, mode="single-label", val_fraction=0)
     single = [lab[0] for lab in truth["train"]["labels"] if len(lab) == 1]
     assert not ds.multi_label
     assert ds.classes == [NUS_CONCEPTS[c] for c in sorted(set(single))]
     assert sorted(ds.targets.tolist()) == sorted(ds.classes.index(NUS_CONCEPTS[c]) for c in single)
     natural = ds.class_counts.tolist()
-    lt = build_dataset("nus-wide", "train", root=root, mode="single-label", imbalance_ratio=4.0, seed=1)
+    lt = build_dataset("nus-wide", "train", root=root, mode="single-label", imbalance_ratio=4.0, seed=1,
+                       val_fraction=0)
     counts = lt.class_counts.tolist()
     assert max(counts) == max(natural)
     assert counts == sorted(counts, reverse=True) or len(set(counts)) < len(counts)
     assert all(c <= n for c, n in zip(counts, natural))
-    again = build_dataset("nus-wide", "train", root=root, mode="single-label", imbalance_ratio=4.0, seed=1)
+    again = build_dataset("nus-wide", "train", root=root, mode="single-label", imbalance_ratio=4.0, seed=1,
+                          val_fraction=0)
     assert again.paths == lt.paths                   # seeded
     test = build_dataset("nus-wide", "test", root=root, mode="single-label", test_per_class=1)
     assert test.split_counts.max() <= 1
     assert torch.equal(test.class_counts, build_dataset("nus-wide", "train", root=root, mode="single-label").class_counts)
+
+
+@pytest.mark.parametrize("mode", ["multi-label", "single-label"])
+def test_val_split_is_carved_from_the_official_training_images(nus, mode):
+    root, _ = nus
+    official = build_dataset("nus-wide", "train", root=root, mode=mode, val_fraction=0)
+    train = build_dataset("nus-wide", "train", root=root, mode=mode, seed=3)
+    val = build_dataset("nus-wide", "val", root=root, mode=mode, seed=3, vocab=train.vocab)
+    assert val.split == "val" and len(val) > 0 and not set(train.paths) & set(val.paths)
+    assert sorted(train.paths + val.paths) == sorted(official.paths)
+    assert build_dataset("nus-wide", "val", root=root, mode=mode, seed=3).paths == val.paths  # seeded
+    assert build_dataset("nus-wide", "val", root=root, mode=mode, seed=4).paths != val.paths
+    assert torch.equal(val.class_counts, train.class_counts) and val.item_key(0) == val.paths[0]
+    if mode == "single-label":  # per class: every class keeps a training image
+        assert (train.class_counts > 0).all()
+    with pytest.raises(ValueError, match="no val split"):
+        build_dataset("nus-wide", "val", root=root, mode=mode, val_fraction=0)
 
 
 def test_options_checked(nus):

@@ -14,6 +14,7 @@ COMMANDS = {
     "train": "train",
     "eval": "evaluate",
     "compare": "compare",
+    "tune": "tune",
     "demo": "demo",
     "data": "data",
     "words": "words",

@@ -1,5 +1,8 @@
-"""`pycmlt compare`: several methods with the same seeds, one table."""
+"""`pycmlt compare`: several methods with the same data splits and seeds, one table; optionally a
+paired comparison of every method with a reference method."""
 from __future__ import annotations
+
+import sys
 
 from pycmlt.cli.config_args import add_config_arguments, config_from_args
 
@@ -10,7 +13,13 @@ def add_parser(sub, name):
                                   "cmltnet:no-semantic (ablations), cmltnet:minilm (MiniLM-initialised word table), "
                                   "cmltnet:ldam-drw (LDAM-DRW classification loss)")
     p.add_argument("--methods", nargs="+", required=True, metavar="METHOD")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="model seeds (default 0)")
+    p.add_argument("--data-seeds", nargs="+", type=int, default=None, metavar="SEED",
+                   help="dataset split seeds: every (method, data seed, seed) is one run (default: --data-seed)")
+    p.add_argument("--reference", default=None, metavar="METHOD",
+                   help="one of --methods: add a paired comparison of every other method with it (Δ top-1 and "
+                        "Δ few with 95%% bootstrap intervals over distinct test items)")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="bootstrap replicates (default 2000)")
     add_config_arguments(p)
     p.set_defaults(run=run)
     return p
@@ -19,7 +28,12 @@ def add_parser(sub, name):
 def run(args) -> int:
     from pycmlt.training.compare import compare
 
-    base = config_from_args(args)
-    compare(base, args.methods, args.seeds, base.out_dir)
+    try:
+        base = config_from_args(args)
+        compare(base, args.methods, args.seeds, base.out_dir, data_seeds=args.data_seeds, reference=args.reference,
+                n_boot=args.bootstrap)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {base.out_dir}/compare.json, compare.md and per_class_accuracy.png")
     return 0

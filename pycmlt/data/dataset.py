@@ -14,6 +14,8 @@ Every dataset object is one split and exposes:
   split, name, image_size, mean, std, meta (dict of per-dataset metadata and flags), bad_images
 and `ds[i] -> Sample`, `words(i)` (raw words, including those unknown to the vocabulary),
 `word_ids(i)`, `raw_image(i)` (uint8 [3, S, S]), `info(i)` (dict describing the sample),
+`item_key(i)` (the distinct item the sample shows: renderings of one emoji share a key; paired
+bootstraps resample keys, not samples),
 `targets` (all labels as one tensor), `summary()`.
 """
 from __future__ import annotations
@@ -126,6 +128,10 @@ class LTDataset(Dataset):
     def word_counts(self) -> torch.Tensor:
         return self.vocab.counts
 
+    def item_key(self, i: int) -> str:
+        """The distinct item sample i shows (default: every sample is its own item)."""
+        return str(int(i))
+
     def info(self, i: int) -> dict:
         return {"index": int(i), "label": self.label(i) if not self.multi_label else
                 [self.classes[c] for c in torch.nonzero(self._labels[i]).flatten().tolist()],
@@ -211,6 +217,10 @@ class FileDataset(LTDataset):
 
     def info(self, i: int) -> dict:
         return {**super().info(i), "path": self.paths[i]}
+
+    def item_key(self, i: int) -> str:
+        """The image file."""
+        return self.paths[i]
 
     def verify_images(self, num_threads: int = 8) -> dict[str, str]:
         """Decode every image once (filling the decoded-image cache when it is on). Bad ones raise

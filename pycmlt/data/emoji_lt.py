@@ -10,11 +10,19 @@ Protocol (defaults in brackets; README "emoji-lt" documents it for users):
   In each class the bases are shuffled (seeded) and round(test_base_fraction * n_bases) [0.2] of
   them, at least 1 and at most n_bases - 1, are held out for the test split. All variants of a base
   are on the same side.
+- Val (model selection): of the remaining bases, in the same shuffled order, round(val_base_fraction
+  * n_bases) [0.1], at least 1, are held out for the val split, provided at least one base is left
+  for training: a class with fewer than 2 bases left after the test split (e.g. 2 bases: 1 test,
+  1 train) has no val images; such classes are listed in meta["classes_without_val"]. The test
+  split is the same as with val_base_fraction=0 (the same bases, renderings and order); only the
+  training split loses the val bases. val_base_fraction=0 builds no val split.
 - Train: every emoji of the train bases, rendered `train_renderings` [3] times with independent
   augmentation. The training set inherits the natural long tail of the subgroups.
 - Test: exactly `test_per_class` [30] images per class, rendered from the class's test emoji in a
   seeded order that takes one emoji of each test base in turn (so every test base is used before
   any is repeated); an emoji used more than once gets a new augmentation each time.
+- Val: `val_per_class` [30] images per class that has val bases, chosen the same way from its val
+  bases (a val emoji is never a train or test emoji).
 - A class with a single base (e.g. animal-amphibian: only the frog) cannot be split by base: all its
   emoji are in train and its test images are held-out renderings (fresh augmentation draws, never
   used in train) of the same emoji. Such classes are listed in meta["heldout_rendering_classes"].
@@ -45,8 +53,8 @@ from pycmlt.data.transforms import image_mean_std
 from pycmlt.data.vocab import Vocabulary
 from pycmlt.data.words import WordTable, tokenize
 
-FORMAT_VERSION = 2
-SPLIT_CODES = {"train": 0, "test": 1}
+FORMAT_VERSION = 3
+SPLIT_CODES = {"train": 0, "test": 1, "val": 2}
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class EmojiLTOptions:
     train_renderings: int = 3
     test_per_class: int = 30
     test_base_fraction: float = 0.2
+    val_base_fraction: float = 0.1
+    val_per_class: int = 30
     augment: RenderAugment = RenderAugment()
 
     def __post_init__(self):
@@ -67,10 +77,15 @@ class EmojiLTOptions:
             raise ValueError(f"test_per_class must be >= 1, got {self.test_per_class}")
         if not 0 < self.test_base_fraction < 1:
             raise ValueError(f"test_base_fraction must be in (0, 1), got {self.test_base_fraction}")
+        if not 0 <= self.val_base_fraction < 1:
+            raise ValueError(f"val_base_fraction must be in [0, 1), got {self.val_base_fraction}")
+        if self.val_per_class < 1:
+            raise ValueError(f"val_per_class must be >= 1, got {self.val_per_class}")
 
     def to_dict(self) -> dict:
         return {"image_size": self.image_size, "seed": self.seed, "train_renderings": self.train_renderings,
                 "test_per_class": self.test_per_class, "test_base_fraction": self.test_base_fraction,
+                "val_base_fraction": self.val_base_fraction, "val_per_class": self.val_per_class,
                 "augment": self.augment.to_dict()}
 
 
@@ -93,8 +108,27 @@ def load_entries(sources) -> list[EmojiEntry]:
     return entries
 
 
+def _held_out_count(fraction: float, n_bases: int, n_available: int) -> int:
+    """Bases held out for a split: round(fraction * n_bases), at least 1, leaving one for training."""
+    return min(n_available - 1, max(1, int(round(fraction * n_bases))))
+
+
+def _balanced_items(emoji_of_bases: list[list[int]], per_class: int, first_rendering: int, code: int, rng) -> list:
+    """`per_class` (emoji, rendering, split code) items taking one emoji of each base in turn (each
+    base's variants in a seeded order); an emoji used again gets the next rendering index."""
+    per_base = [[v[i] for i in rng.permutation(len(v))] for v in emoji_of_bases]
+    order = [v[j] for j in range(max(map(len, per_base))) for v in per_base if j < len(v)]
+    uses: dict[int, int] = defaultdict(int)
+    items = []
+    for t in range(per_class):
+        e = order[t % len(order)]
+        items.append((e, first_rendering + uses[e], code))
+        uses[e] += 1
+    return items
+
+
 def plan_split(entries: list[EmojiEntry], opts: EmojiLTOptions) -> dict:
-    """Which emoji go to train/test and the rendering plan (see the module doc)."""
+    """Which emoji go to train/val/test and the rendering plan (see the module doc)."""
     classes: list[str] = []
     for e in entries:
         if e.subgroup not in classes:
@@ -105,7 +139,7 @@ def plan_split(entries: list[EmojiEntry], opts: EmojiLTOptions) -> dict:
         bases[cls_of[e.subgroup]].setdefault(base_key(e.codepoints), []).append(k)
 
     items = []  # (emoji index, rendering index, split code)
-    test_bases, heldout = {}, []
+    test_bases, val_bases, heldout, without_val = {}, {}, [], []
     for c in range(len(classes)):
         keys = sorted(bases[c])
         rng = np.random.default_rng([opts.seed, 1_000_003, c])
@@ -116,24 +150,27 @@ def plan_split(entries: list[EmojiEntry], opts: EmojiLTOptions) -> dict:
             heldout.append(classes[c])
             test_emoji_keys = keys
         else:
-            n_test = min(n - 1, max(1, int(round(opts.test_base_fraction * n))))
+            n_test = _held_out_count(opts.test_base_fraction, n, n)
             test_emoji_keys = keys[:n_test]
+        rest = n - n_test
+        n_val = _held_out_count(opts.val_base_fraction, n, rest) if opts.val_base_fraction > 0 and rest >= 2 else 0
+        if opts.val_base_fraction > 0 and n_val == 0:
+            without_val.append(classes[c])
         test_bases[classes[c]] = keys[:n_test]
-        for key in keys[n_test:]:
+        val_bases[classes[c]] = keys[n_test:n_test + n_val]
+        for key in keys[n_test + n_val:]:
             for e in bases[c][key]:
                 for r in range(opts.train_renderings):
                     items.append((e, r, SPLIT_CODES["train"]))
-        # test order: round robin over the test bases, each base's variants in a seeded order
-        per_base = [[bases[c][key][i] for i in rng.permutation(len(bases[c][key]))] for key in test_emoji_keys]
-        order = [v[j] for j in range(max(map(len, per_base))) for v in per_base if j < len(v)]
-        uses: dict[int, int] = defaultdict(int)
-        for t in range(opts.test_per_class):
-            e = order[t % len(order)]
-            items.append((e, opts.train_renderings + uses[e], SPLIT_CODES["test"]))
-            uses[e] += 1
+        items += _balanced_items([bases[c][key] for key in test_emoji_keys], opts.test_per_class,
+                                 opts.train_renderings, SPLIT_CODES["test"], rng)
+        if n_val:
+            val_rng = np.random.default_rng([opts.seed, 2_000_003, c])
+            items += _balanced_items([bases[c][key] for key in val_bases[classes[c]]], opts.val_per_class,
+                                     opts.train_renderings, SPLIT_CODES["val"], val_rng)
     return {"classes": classes, "class_of_emoji": [cls_of[e.subgroup] for e in entries], "items": items,
-            "test_bases": test_bases, "heldout_rendering_classes": heldout,
-            "num_bases": {classes[c]: len(bases[c]) for c in range(len(classes))}}
+            "test_bases": test_bases, "val_bases": val_bases, "heldout_rendering_classes": heldout,
+            "classes_without_val": without_val, "num_bases": {classes[c]: len(bases[c]) for c in range(len(classes))}}
 
 
 def _cache_path(sources, opts: EmojiLTOptions, root: Path | None) -> Path:
@@ -191,10 +228,13 @@ def build_emoji_lt(opts: EmojiLTOptions = EmojiLTOptions(), *, cache_root: str |
                    "keywords": x.keywords, "words": emoji_words(x), "keywords_from": "cldr" if x.keywords else "name"}
                   for x in entries],
         "test_bases": plan["test_bases"],
+        "val_bases": plan["val_bases"],
+        "classes_without_val": plan["classes_without_val"],
         "num_bases": plan["num_bases"],
         "heldout_rendering_classes": plan["heldout_rendering_classes"],
         "mean": list(mean), "std": list(std),
-        "train_size": int(train.sum()), "test_size": int((~train).sum()),
+        "train_size": int(train.sum()), "test_size": int((split == SPLIT_CODES["test"]).sum()),
+        "val_size": int((split == SPLIT_CODES["val"]).sum()),
         "train_class_counts": counts.tolist(),
         "build_seconds": round(seconds, 2),
     }
@@ -221,20 +261,27 @@ def build_report(meta: dict) -> str:
     order = np.argsort(-counts, kind="stable")
     lines = [
         f"emoji-lt built in {meta['build_seconds']:.1f} s: {len(classes)} classes, {meta['train_size']} train / "
-        f"{meta['test_size']} test images at {meta['options']['image_size']}x{meta['options']['image_size']} "
+        f"{meta['val_size']} val / {meta['test_size']} test images at "
+        f"{meta['options']['image_size']}x{meta['options']['image_size']} "
         f"(Unicode emoji {meta['unicode_emoji_version']}, seed {meta['options']['seed']})",
         f"train images per class: max {counts.max()} ({classes[order[0]]}), min {counts.min()} "
         f"({classes[order[-1]]}), imbalance ratio {imbalance_ratio(counts):.1f}",
         f"shot groups: many (> {MANY_SHOT_MIN}) {len(groups['many'])} classes, medium ({FEW_SHOT_MAX}..{MANY_SHOT_MIN}) "
         f"{len(groups['medium'])}, few (< {FEW_SHOT_MAX}) {len(groups['few'])}",
         "classes tested on held-out renderings (a single base): " + (", ".join(meta["heldout_rendering_classes"]) or "none"),
+        "classes without val images (fewer than 2 bases left after the test split): "
+        + (", ".join(meta["classes_without_val"]) or "none"),
         "train images per class: " + ", ".join(f"{classes[i]} {counts[i]}" for i in order),
     ]
     return "\n".join(lines)
 
 
 class EmojiLT(ArrayDataset):
-    """One split ("train" or "test") of emoji-lt. `info(i)` gives the emoji, its name and keywords."""
+    """One split ("train", "val" or "test") of emoji-lt. `info(i)` gives the emoji, its name and keywords."""
+
+    def item_key(self, i: int) -> str:
+        """The emoji shown: its renderings are one item, not independent samples."""
+        return self.meta["emoji"][int(self._emoji[i])]["text"]
 
     def info(self, i: int) -> dict:
         e = self.meta["emoji"][int(self._emoji[i])]
@@ -243,7 +290,8 @@ class EmojiLT(ArrayDataset):
 
 
 def load_emoji_lt(split: str = "train", *, image_size: int = 32, seed: int = 0, train_renderings: int = 3,
-                  test_per_class: int = 30, test_base_fraction: float = 0.2, augment_render: RenderAugment | dict | None = None,
+                  test_per_class: int = 30, test_base_fraction: float = 0.2, val_base_fraction: float = 0.1,
+                  val_per_class: int = 30, augment_render: RenderAugment | dict | None = None,
                   cache_root: str | Path | None = None, rebuild: bool = False, verbose: bool = True,
                   min_word_count: int = 1, vocab: Vocabulary | None = None, augment: bool | None = None,
                   transform=None, skip_bad: bool = False, font: str | None = None, emoji_test: str | None = None,
@@ -252,10 +300,13 @@ def load_emoji_lt(split: str = "train", *, image_size: int = 32, seed: int = 0, 
     skip_bad has no effect (the images are in memory); it is accepted for uniform configs."""
     if split not in SPLIT_CODES:
         raise ValueError(f"emoji-lt has splits {tuple(SPLIT_CODES)}, got {split!r}")
+    if split == "val" and val_base_fraction == 0:
+        raise ValueError("emoji-lt built with val_base_fraction=0 has no val split; use val_base_fraction > 0")
     if isinstance(augment_render, dict):
         augment_render = RenderAugment(**{k: tuple(v) if k == "scale" else v for k, v in augment_render.items()})
     opts = EmojiLTOptions(image_size=image_size, seed=seed, train_renderings=train_renderings,
                           test_per_class=test_per_class, test_base_fraction=test_base_fraction,
+                          val_base_fraction=val_base_fraction, val_per_class=val_per_class,
                           augment=augment_render or RenderAugment())
     sources = find_emoji_sources(font, emoji_test, annotations)
     path = build_emoji_lt(opts, cache_root=cache_root, rebuild=rebuild, verbose=verbose, sources=sources)

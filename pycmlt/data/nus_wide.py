@@ -20,7 +20,12 @@ mode="single-label": only images with exactly one positive concept. Optional lon
 split: imbalance_ratio=rho subsamples the training images per class to the "exp" (or "pareto")
 profile with the largest class at n_max (default: its available count), seeded; optional
 test_per_class caps the test images per class (a balanced-ish test set). Classes left with fewer
-than min_class_count training images are dropped from both splits.
+than min_class_count training images are dropped from every split.
+NUS-WIDE has no official validation split: split="val" is `val_fraction` [0.1] of the official
+training images (after the mode's filtering, before any long-tail subsampling) held out by a seeded
+draw -- per class in single-label mode (every class keeps at least one training image), uniformly
+over images in multi-label mode; the training split is the rest. test_per_class also caps val.
+val_fraction=0 keeps the whole official training split and builds no val split.
 """
 from __future__ import annotations
 
@@ -31,13 +36,14 @@ import torch
 
 from pycmlt.data.dataset import FileDataset
 from pycmlt.data.image_modes import DEFAULT_BACKGROUND
-from pycmlt.data.longtail import cap_per_class, subsample_longtail
+from pycmlt.data.longtail import cap_per_class, stratified_split, subsample_longtail
 from pycmlt.data.textfiles import LayoutError, find_file, read_binary_matrix, read_lines
 from pycmlt.data.vocab import Vocabulary
 from pycmlt.data.words import WordTable
 
 MODES = ("multi-label", "single-label")
 SPLIT_NAMES = {"train": "Train", "test": "Test"}
+SPLITS = ("train", "val", "test")
 
 
 def relative_image_path(line: str) -> str:
@@ -106,13 +112,17 @@ def load_nus_wide(split: str = "train", *, root: str | Path, mode: str = "multi-
                   resize: str = "crop", image_dir: str | Path | None = None, imbalance_ratio: float | None = None,
                   profile: str = "exp", n_max: int | None = None, test_per_class: int | None = None,
                   min_class_count: int = 1, drop_unlabeled: bool = True, exclude_concept_tags: bool = False,
-                  seed: int = 0, min_word_count: int = 1, vocab: Vocabulary | None = None, skip_bad: bool = False,
-                  augment: bool | None = None, transform=None, mean=None, std=None,
+                  val_fraction: float = 0.1, seed: int = 0, min_word_count: int = 1, vocab: Vocabulary | None = None,
+                  skip_bad: bool = False, augment: bool | None = None, transform=None, mean=None, std=None,
                   background: str | tuple = DEFAULT_BACKGROUND, image_cache: bool = True,
                   cache_root: str | Path | None = None) -> FileDataset:
-    """The NUS-WIDE split `split` ("train" or "test") in `mode` (see the module doc)."""
-    if split not in SPLIT_NAMES:
-        raise ValueError(f"NUS-WIDE has splits {tuple(SPLIT_NAMES)}, got {split!r}")
+    """The NUS-WIDE split `split` ("train", "val" or "test") in `mode` (see the module doc)."""
+    if split not in SPLITS:
+        raise ValueError(f"NUS-WIDE has splits {SPLITS}, got {split!r}")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if split == "val" and val_fraction == 0:
+        raise ValueError("NUS-WIDE with val_fraction=0 has no val split; use val_fraction > 0")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "multi-label" and (imbalance_ratio is not None or test_per_class is not None):
@@ -124,24 +134,27 @@ def load_nus_wide(split: str = "train", *, root: str | Path, mode: str = "multi-
     concepts = _concepts(root)
     tags = read_lines(find_file(root, "NUS_WID_Tags/TagList1k.txt", "TagList1k.txt", what="NUS-WIDE tag list"))
     concept_set = set(concepts)
-    parts = {s: _load_split(root, s, concepts, tags) for s in ({"train", split})}
+    source = {"train": "train", "val": "train", "test": "test"}  # the official file each split comes from
+    parts = {s: _load_split(root, s, concepts, tags) for s in ({"train", source[split]})}
 
     selected = {}
     for s, (rel, labels, words) in parts.items():
         npos = labels.sum(1)
         keep = np.nonzero(npos == 1)[0] if mode == "single-label" else (
             np.nonzero(npos > 0)[0] if drop_unlabeled else np.arange(len(rel)))
-        if mode == "single-label":
-            y = labels[keep].argmax(1)
+        y = labels[keep].argmax(1) if mode == "single-label" else labels[keep]
+        if s == "train" and val_fraction > 0:
+            selected["val"], (keep, y) = _carve_val(keep, y, mode, val_fraction, seed)
+        selected[s] = (keep, y)
+    if mode == "single-label":
+        for s, (keep, y) in selected.items():
             if s == "train" and imbalance_ratio is not None:
                 sub = subsample_longtail(y, len(concepts), imbalance_ratio, seed=seed, profile=profile, n_max=n_max)
-                keep, y = keep[sub], y[sub]
-            if s == "test" and test_per_class is not None:
+            elif s != "train" and test_per_class is not None:
                 sub = cap_per_class(y, len(concepts), test_per_class, seed=seed)
-                keep, y = keep[sub], y[sub]
-            selected[s] = (keep, y)
-        else:
-            selected[s] = (keep, labels[keep])
+            else:
+                continue
+            selected[s] = (keep[sub], y[sub])
 
     classes = list(concepts)
     if mode == "single-label":  # drop classes too rare in the (subsampled) training split
@@ -156,7 +169,7 @@ def load_nus_wide(split: str = "train", *, root: str | Path, mode: str = "multi-
 
     def words_of(s):
         keep = selected[s][0]
-        table = parts[s][2].subset(keep)
+        table = parts[source[s]][2].subset(keep)
         if exclude_concept_tags:
             table = WordTable.from_lists([w for w in ws if w not in concept_set] for ws in table.lists())
         return table
@@ -168,7 +181,7 @@ def load_nus_wide(split: str = "train", *, root: str | Path, mode: str = "multi-
         vocab = Vocabulary.build(train_words.lists(), min_count=min_word_count, order=tags)
     keep, y = selected[split]
     img_root = Path(image_dir).expanduser() if image_dir else root / "Flickr"
-    paths = [str(img_root / parts[split][0][k]) for k in keep]
+    paths = [str(img_root / parts[source[split]][0][k]) for k in keep]
     kw = {} if mean is None else {"mean": mean, "std": std}
     return FileDataset(paths, image_size=image_size, resize=resize, skip_bad=skip_bad, background=background,
                        image_cache=image_cache, cache_root=cache_root, name="nus-wide", split=split,
@@ -177,4 +190,18 @@ def load_nus_wide(split: str = "train", *, root: str | Path, mode: str = "multi-
                        augment=augment, transform=transform,
                        meta={"mode": mode, "root": str(root), "imbalance_ratio_target": imbalance_ratio,
                              "profile": profile, "train_size": int(len(selected["train"][0])),
-                             "concepts": concepts, "exclude_concept_tags": exclude_concept_tags}, **kw)
+                             "concepts": concepts, "exclude_concept_tags": exclude_concept_tags,
+                             "val_fraction": val_fraction}, **kw)
+
+
+def _carve_val(keep: np.ndarray, y: np.ndarray, mode: str, fraction: float, seed: int):
+    """((val keep, val labels), (train keep, train labels)): a seeded val draw from the training
+    images, per class in single-label mode, over images in multi-label mode."""
+    if mode == "single-label":
+        parts = stratified_split(y, {"val": fraction}, seed=seed)
+        val, train = parts["val"], parts["train"]
+    else:
+        order = np.random.default_rng([int(seed), 4]).permutation(len(keep))
+        n_val = min(len(keep) - 1, int(round(fraction * len(keep)))) if len(keep) else 0
+        val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return (keep[val], y[val]), (keep[train], y[train])

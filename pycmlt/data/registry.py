@@ -38,7 +38,8 @@ DATASETS: dict[str, Callable[..., LTDataset]] = {name: _lazy(*target) for name, 
 ALIASES = {"emoji": "emoji-lt", "emojilt": "emoji-lt", "nuswide": "nus-wide", "nus_wide": "nus-wide",
            "vireo": "vireo-food-172", "vireofood172": "vireo-food-172", "vireo-food172": "vireo-food-172",
            "vireofood-172": "vireo-food-172"}
-SPLITS_OF = {"emoji-lt": ("train", "test"), "synthetic": ("train", "val", "test"), "nus-wide": ("train", "test"),
+SPLITS_OF = {"emoji-lt": ("train", "val", "test"), "synthetic": ("train", "val", "test"),
+             "nus-wide": ("train", "val", "test"),
              "vireo-food-172": ("train", "val", "test"), "manifest": ("train", "val", "test")}
 
 

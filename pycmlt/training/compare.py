@@ -1,6 +1,9 @@
-"""Several methods, the same seeds, one table: each (method, seed) is a normal run folder under
-the comparison folder, finished runs are reused and killed ones resumed; results are averaged
-over seeds (mean ± std) into compare.json, compare.md and a per-class plot."""
+"""Several methods, the same seeds, one table: each (method, data split, seed) is a normal run folder
+under the comparison folder (<variant>/seed<s>, or <variant>/data<d>-seed<s> with several data
+splits), finished runs are reused and killed ones resumed; results are averaged over all runs
+(mean ± std) into compare.json, compare.md and a per-class plot. With a reference method, every
+other method gets a paired comparison with it (pycmlt.eval.paired: per-run differences of top-1 and
+few-shot accuracy, bootstrap CI over distinct test items) in compare.json["paired"] and compare.md."""
 from __future__ import annotations
 
 import json
@@ -11,7 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pycmlt.data.stats import shot_groups
+from pycmlt.eval.paired import RunPair, paired_bootstrap, resolved
 from pycmlt.eval.plots import plot_per_class_accuracy
+from pycmlt.eval.predictions import PREDICTIONS, load_predictions
 from pycmlt.training.config import METHODS, TrainConfig
 from pycmlt.training.loop import CHECKPOINT, train
 from pycmlt.training.report import COLUMNS, ML_COLUMNS, format_metrics_table
@@ -36,32 +42,101 @@ def parse_variant(name: str) -> tuple[str, dict]:
     return method, dict(ABLATIONS.get(ablation, {}))
 
 
-def compare(base: TrainConfig, variants: list[str], seeds: list[int], out_dir: str | Path) -> dict:
+def _check_ints(name: str, values) -> list[int]:
+    values = list(values)
+    if not values or len(set(values)) != len(values) or not all(isinstance(v, int) for v in values):
+        raise ValueError(f"{name} must be a non-empty list of distinct ints, got {values}")
+    return values
+
+
+def compare(base: TrainConfig, variants: list[str], seeds: list[int], out_dir: str | Path,
+            data_seeds: list[int] | None = None, reference: str | None = None, n_boot: int = 2000) -> dict:
+    """Trains (or reuses) every (variant, data seed, seed) run and summarises them; data_seeds
+    default to [base.data_seed]; `reference` (one of `variants`) adds the paired comparisons."""
+    seeds = _check_ints("seeds", seeds)
+    data_seeds = _check_ints("data_seeds", [base.data_seed] if data_seeds is None else data_seeds)
+    for v in variants:
+        parse_variant(v)
+    if reference is not None and reference not in variants:
+        raise ValueError(f"reference {reference!r} must be one of the compared methods {variants}")
+    if reference is not None and len(variants) < 2:
+        raise ValueError("a paired comparison needs at least one method besides the reference")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     order = sorted(variants, key=lambda v: parse_variant(v)[0] in STAGE_TWO)  # stage two after its stage one
+    several_splits = data_seeds != [base.data_seed]
     runs: dict[str, list[dict]] = {}
+    run_dirs: dict[str, list[tuple[int, Path]]] = {}
     for variant in order:
         method, changes = parse_variant(variant)
-        for seed in seeds:
-            run_dir = out_dir / variant.replace(":", "-") / f"seed{seed}"
-            metrics_path = run_dir / "metrics.json"
-            if metrics_path.exists():
-                runs.setdefault(variant, []).append(json.loads(metrics_path.read_text()))
-                continue
-            if method in STAGE_TWO:
-                stage1 = out_dir / "ce" / f"seed{seed}"
-                if not (stage1 / "model.pt").exists():
-                    train(base.replace(method="ce", seed=seed, out_dir=str(stage1)),
-                          resume=(stage1 / CHECKPOINT).exists())
-                changes = {**changes, "stage1": str(stage1)}
-            config = base.replace(method=method, seed=seed, out_dir=str(run_dir), **changes)
-            result = train(config, resume=(run_dir / CHECKPOINT).exists())
-            runs.setdefault(variant, []).append(json.loads((result.out_dir / "metrics.json").read_text()))
-    return summarise(runs, base, seeds, out_dir)
+        for data_seed in data_seeds:
+            for seed in seeds:
+                name = f"data{data_seed}-seed{seed}" if several_splits else f"seed{seed}"
+                run_dir = out_dir / variant.replace(":", "-") / name
+                run_dirs.setdefault(variant, []).append((data_seed, run_dir))
+                metrics_path = run_dir / "metrics.json"
+                if metrics_path.exists():
+                    runs.setdefault(variant, []).append({**json.loads(metrics_path.read_text()),
+                                                         "data_seed": data_seed})
+                    continue
+                run_changes = dict(changes)
+                if method in STAGE_TWO:
+                    stage1 = out_dir / "ce" / name
+                    if not (stage1 / "model.pt").exists():
+                        train(base.replace(method="ce", seed=seed, data_seed=data_seed, out_dir=str(stage1)),
+                              resume=(stage1 / CHECKPOINT).exists())
+                    run_changes["stage1"] = str(stage1)
+                config = base.replace(method=method, seed=seed, data_seed=data_seed, out_dir=str(run_dir),
+                                      **run_changes)
+                result = train(config, resume=(run_dir / CHECKPOINT).exists())
+                runs.setdefault(variant, []).append({**json.loads((result.out_dir / "metrics.json").read_text()),
+                                                     "data_seed": data_seed})
+    paired = paired_comparisons(run_dirs, reference, n_boot) if reference is not None else None
+    return summarise(runs, base, seeds, out_dir, data_seeds=data_seeds, paired=paired)
 
 
-def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], out_dir: Path) -> dict:
+def paired_comparisons(run_dirs: dict[str, list[tuple[int, Path]]], reference: str, n_boot: int = 2000) -> dict:
+    """{variant: {"reference": name, "top1": {"delta", "ci"}, "few": {...} | None}} from the runs'
+    predictions.npz, pairing each run with the reference's run of the same data split and seed."""
+    out = {}
+    for variant, dirs in run_dirs.items():
+        if variant == reference:
+            continue
+        pairs = []
+        for (data_seed, run_dir), (_, ref_dir) in zip(dirs, run_dirs[reference]):
+            mine, ref = load_predictions(run_dir / PREDICTIONS), load_predictions(ref_dir / PREDICTIONS)
+            counts = json.loads((ref_dir / "metrics.json").read_text())["train_counts"]
+            pairs.append(RunPair(split=data_seed, item_keys=ref["item_keys"], labels=ref["labels"],
+                                 correct=_aligned(mine, ref, run_dir, ref_dir), correct_reference=ref["correct"],
+                                 few_classes=shot_groups(counts)["few"].tolist()))
+        result = paired_bootstrap(pairs, n_boot=n_boot)
+        out[variant] = {"reference": reference, "top1": result["top1"], "few": result["few"],
+                        "runs": result["runs"], "n_boot": result["n_boot"]}
+    return out
+
+
+def _aligned(mine: dict, ref: dict, run_dir: Path, ref_dir: Path):
+    if not (np.array_equal(mine["item_keys"], ref["item_keys"]) and np.array_equal(mine["labels"], ref["labels"])):
+        raise ValueError(f"{run_dir} and {ref_dir} were not tested on the same samples; a paired comparison "
+                         "needs the same test split (dataset, data seed and options)")
+    return mine["correct"]
+
+
+def format_paired_table(paired: dict) -> str:
+    """Markdown: Δ [lo, hi] in points per method; 'resolved' when the interval excludes 0."""
+    def cell(m):
+        if m is None:
+            return "—"
+        d, (lo, hi) = (100 * m["delta"], [100 * x for x in m["ci"]])
+        return f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]" + (" resolved" if resolved(m["ci"]) else "")
+
+    lines = ["| method | Δ top-1 [95% CI] | Δ few [95% CI] |", "|---|---:|---:|"]
+    lines += [f"| {v} | {cell(p['top1'])} | {cell(p['few'])} |" for v, p in paired.items()]
+    return "\n".join(lines)
+
+
+def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], out_dir: Path,
+              data_seeds: list[int] | None = None, paired: dict | None = None) -> dict:
     first = next(iter(runs.values()))[0]
     keys = [k for k, _ in (ML_COLUMNS if first.get("kind") == "multi-label" else COLUMNS)]
     means, stds, per_class = {}, {}, {}
@@ -79,13 +154,25 @@ def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], 
             per_class[variant] = [None if np.isnan(v) else float(v) for v in np.nanmean(stacked, axis=0)]
     command = " ".join(shlex.quote(a) for a in ["pycmlt", *sys.argv[1:]]) if sys.argv else ""
     table = format_metrics_table(means, stds)
-    summary = {"dataset": base.dataset, "seeds": seeds, "command": command, "config": base.to_dict(),
-               "mean": means, "std": stds, "runs": {v: [_brief(r) for r in rs] for v, rs in runs.items()}}
+    data_seeds = data_seeds or [base.data_seed]
+    summary = {"dataset": base.dataset, "seeds": seeds, "data_seeds": data_seeds, "command": command,
+               "config": base.to_dict(), "mean": means, "std": stds,
+               "runs": {v: [_brief(r) for r in rs] for v, rs in runs.items()}}
+    if paired is not None:
+        summary["paired"] = paired
     tmp = out_dir / "compare.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     os.replace(tmp, out_dir / "compare.json")
-    md = [f"# {base.dataset}: mean ± std over seeds {seeds} (values in %)", "", table, "",
-          f"Command: `{command}`", ""]
+    splits = f"data splits {data_seeds} x seeds {seeds}" if data_seeds != [base.data_seed] else f"seeds {seeds}"
+    md = [f"# {base.dataset}: mean ± std over {splits} (values in %)", "", table, ""]
+    if paired:
+        ref = next(iter(paired.values()))
+        md += [f"## Paired comparison with {ref['reference']} (Δ in points, method minus {ref['reference']})", "",
+               format_paired_table(paired), "",
+               f"Δ: mean over the {ref['runs']} (data split, seed) runs of the per-run difference. 95% CI: "
+               f"percentile bootstrap ({ref['n_boot']} replicates) resampling distinct test items within each "
+               "data split; a difference is *resolved* only when its interval excludes 0.", ""]
+    md += [f"Command: `{command}`", ""]
     (out_dir / "compare.md").write_text("\n".join(md))
     if per_class:
         plot_per_class_accuracy(per_class, first["train_counts"], out_dir / "per_class_accuracy.png",

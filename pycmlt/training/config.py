@@ -10,6 +10,7 @@ from pathlib import Path
 from pycmlt.ops._backend import BACKENDS
 from pycmlt.ops._checks import check_finite_scalar
 
+SELECT_ON = ("last", "val")
 METHODS = ("ce", "cb-focal", "ldam-drw", "balanced-softmax", "logit-adjust", "crt", "tau-norm", "cmltnet")
 LOSS_METHODS = ("ce", "cb-focal", "ldam-drw", "balanced-softmax", "logit-adjust")
 
@@ -67,7 +68,8 @@ class TrainConfig:
     device: str = "auto"
     backend: str = "auto"                 # what backend="auto" means for the loss ops during the run
     out_dir: str = "runs/default"
-    eval_every: int = 0                   # evaluate every k epochs (0: only at the end)
+    eval_every: int = 0                   # evaluate on test every k epochs (0: only at the end; select_on="last" only)
+    select_on: str = "last"               # "last": test the last epoch; "val": test the epoch best on val (best.pt)
     word_topk: tuple[int, ...] = (1, 5, 10)
     progress: bool = True
     tensorboard: bool = False
@@ -204,6 +206,7 @@ RULES: dict[str, Rule] = {
     "backend": _choice("what backend='auto' means for the loss ops during the run", BACKENDS),
     "out_dir": Rule("run folder (checkpoints, metrics, plots)"),
     "eval_every": _int("evaluate on the test split every k epochs (0: only at the end)"),
+    "select_on": _choice("which epoch's weights are tested: the last, or the best on the val split", SELECT_ON),
     "word_topk": Rule("k values of word recall@k (each >= 1)", tuple),
     "progress": Rule("progress output (a bar on a terminal, one line per epoch otherwise)", bool),
     "tensorboard": Rule("write TensorBoard scalars under <out_dir>/tensorboard", bool),
@@ -219,6 +222,10 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"method {config.method!r} is a second stage: give stage1=<run folder of a trained model>")
     if config.epochs < 1 and config.method not in ("crt", "tau-norm"):
         raise ValueError(f"epochs must be >= 1, got {config.epochs}")
+    if config.select_on == "val" and config.eval_every:
+        raise ValueError("eval_every evaluates the test split during training; with select_on='val' every epoch "
+                         "is evaluated on val instead (history: val_top1, val_few) and test once at the end: "
+                         "set eval_every=0")
 
 
 def check_field(name: str, value, rule: Rule) -> None:

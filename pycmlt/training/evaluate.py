@@ -13,11 +13,12 @@ from pycmlt.training.progress import StepProgress
 
 @torch.no_grad()
 def predict(model: CMLTNet, dataset, *, batch_size: int, device: torch.device, collate, progress: bool = True,
-            need_semantic: bool = False, num_workers: int = 0):
-    """Logits [N, C], labels, semantic vectors s [N, e] (when asked) and the examples' words."""
+            need_semantic: bool = False, num_workers: int = 0, return_indices: bool = False):
+    """Logits [N, C], labels, semantic vectors s [N, e] (when asked) and the examples' words; with
+    return_indices, also the dataset indices of the rows (unreadable images are skipped)."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
-    logits, labels, semantic, words = [], [], [], []
+    logits, labels, semantic, words, indices = [], [], [], [], []
     for batch in StepProgress(loader, "evaluate", enabled=progress):
         if len(batch) == 0:
             continue
@@ -28,7 +29,9 @@ def predict(model: CMLTNet, dataset, *, batch_size: int, device: torch.device, c
         if need_semantic and out.s is not None:
             semantic.append(out.s.float().cpu())
         words.extend(batch.word_lists())
-    return (torch.cat(logits), torch.cat(labels), torch.cat(semantic) if semantic else None, words)
+        indices.append(batch.indices.cpu())
+    out = (torch.cat(logits), torch.cat(labels), torch.cat(semantic) if semantic else None, words)
+    return (*out, torch.cat(indices)) if return_indices else out
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, train_counts: torch.Tensor,

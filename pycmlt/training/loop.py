@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 import pycmlt
 from pycmlt.data.transforms import augment_batch
 from pycmlt.errors import ConfigMismatchError
+from pycmlt.eval.predictions import PREDICTIONS, save_predictions
 from pycmlt.models import CMLTNet, CMLTNetConfig, class_word_profile, tau_normalize_
 from pycmlt.models.heads import build_classifier
 from pycmlt.training import checkpoint as ckpt
@@ -31,9 +32,11 @@ from pycmlt.training.resume_check import check_resume_config, parse_allowed_keys
 from pycmlt.training.run_checks import check_run_data
 from pycmlt.training.run_lock import RunLock
 from pycmlt.training.scalars import ScalarLog
+from pycmlt.training.selection import BestEpoch, split_scores
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
+VAL_METRICS = "val_metrics.json"
 
 
 @dataclass
@@ -59,26 +62,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(config: TrainConfig, *, resume: bool = False, allow_config_change=None) -> TrainResult:
+def train(config: TrainConfig, *, resume: bool = False, allow_config_change=None,
+          evaluate_test: bool = True) -> TrainResult:
     """Trains `config.method` on `config.dataset` and evaluates it; see TrainConfig for the options.
 
     The run holds a lock on config.out_dir until it returns (a second run into the folder fails).
     resume=True continues the folder's run; its config must match the stored config.json except for
     the keys in allow_config_change (e.g. ["epochs"]). A NaN/infinite loss, gradient or parameter
-    stops the run with TrainingDivergedError, keeping the last good checkpoint."""
+    stops the run with TrainingDivergedError, keeping the last good checkpoint.
+    evaluate_test=False (pycmlt tune) never builds the test split: the run ends with the val metrics
+    of its selected epoch in val_metrics.json (needs select_on="val")."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if not evaluate_test and config.select_on != "val":
+        raise ValueError("evaluate_test=False needs select_on='val': the run is measured on val only")
     allowed = parse_allowed_keys(allow_config_change)
     ctx = dist_utils.init_from_env(config.device)
     lock = RunLock(config.out_dir).acquire() if ctx.is_main else None
     try:
-        return _locked_train(config, resume, allowed, ctx)
+        return _locked_train(config, resume, allowed, ctx, evaluate_test)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _locked_train(config: TrainConfig, resume: bool, allowed: frozenset, ctx) -> TrainResult:
+def _locked_train(config: TrainConfig, resume: bool, allowed: frozenset, ctx, evaluate_test: bool) -> TrainResult:
     from pycmlt.data import collate
 
     device = ctx.device if ctx.enabled else resolve_device(config.device)
@@ -93,8 +101,10 @@ def _locked_train(config: TrainConfig, resume: bool, allowed: frozenset, ctx) ->
             check_resume_config(stored, config, allowed)
 
     seed_everything(config.seed)
-    train_set, test_set = load_datasets(config)
-    check_run_data(config, {"train": train_set, "test": test_set})
+    splits = ("train", *(("val",) if config.select_on == "val" else ()), *(("test",) if evaluate_test else ()))
+    sets = dict(zip(splits, load_datasets(config, splits)))
+    train_set, val_set, test_set = sets["train"], sets.get("val"), sets.get("test")
+    check_run_data(config, sets)
     if ctx.is_main:
         config.save(out_dir / "config.json")
     ctx.barrier()
@@ -104,20 +114,32 @@ def _locked_train(config: TrainConfig, resume: bool, allowed: frozenset, ctx) ->
 
     with pycmlt.ops.use_backend(config.backend):
         if config.method in ("crt", "tau-norm") or (config.method == "logit-adjust" and config.stage1):
-            model, history = _second_stage(config, train_set, class_counts, multi_label, device, ctx, collate,
-                                           checkpoint_path, resume)
+            model, history, selector = _second_stage(config, train_set, val_set, class_counts, multi_label, device,
+                                                     ctx, collate, checkpoint_path, resume)
         else:
-            model, history = _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, device,
-                                          ctx, collate, checkpoint_path, resume)
+            model, history, selector = _first_stage(config, train_set, test_set, class_counts, vocab, multi_label,
+                                                    device, ctx, collate, checkpoint_path, resume, val_set=val_set)
         metrics = {}
         if ctx.is_main:
             raw = model.module if hasattr(model, "module") else model
-            metrics = evaluate_model(raw, config, test_set, class_counts, vocab, multi_label, device, collate)
-            metrics["data_report"] = {"train": _data_report(train_set), "test": _data_report(test_set)}
+            selection = {}
+            if val_set is not None and selector is not None and selector.epoch is not None:
+                selection = {"selected_epoch": selector.load_best(raw), "val": selector.scores}
+            elif val_set is not None:  # a second stage that trains no epochs: nothing to choose between
+                selection = {"selected_epoch": None,
+                             "val": split_scores(raw, config, val_set, class_counts, multi_label, device, collate)}
             save_model(raw, out_dir / MODEL, config, train_set)
-            write_metrics(out_dir, config, metrics, train_set.classes, class_counts)
-            if config.progress:
-                print(format_metrics_table({config.method: metrics}))
+            if evaluate_test:
+                metrics = evaluate_model(raw, config, test_set, class_counts, vocab, multi_label, device, collate,
+                                         predictions_path=out_dir / PREDICTIONS)
+                metrics.update(selection)
+                metrics["data_report"] = {"train": _data_report(train_set), "test": _data_report(test_set)}
+                write_metrics(out_dir, config, metrics, train_set.classes, class_counts)
+                if config.progress:
+                    print(format_metrics_table({config.method: metrics}))
+            else:
+                metrics = {"method": config.method, "seed": config.seed, **selection}
+                write_json(out_dir / VAL_METRICS, metrics)
     ctx.barrier()
     ctx.shutdown()
     return TrainResult(out_dir, metrics, history)
@@ -163,7 +185,7 @@ def _word_vectors(config: TrainConfig, vocab: list[str]) -> torch.Tensor | None:
 
 
 def _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, device, ctx, collate, checkpoint_path,
-                 resume):
+                 resume, val_set=None):
     mcfg = model_config(config, len(train_set.classes), len(vocab))
     torch.manual_seed(config.seed)
     class_words = (class_word_profile(train_set.word_id_lists(), train_set.targets, mcfg.num_classes, len(vocab))
@@ -193,6 +215,7 @@ def _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, 
         start_epoch, history = state["epoch"], state["history"]
         if ctx.is_main and config.progress:
             print(f"resuming {config.out_dir} after epoch {start_epoch}/{config.epochs}")
+    selector = BestEpoch(config.out_dir, multi_label, history) if val_set is not None else None
     wrapped = ctx.wrap(model, may_skip_parameters=model.words is not None)
     sampler = _sampler(config, train_set, ctx, config.class_balanced_sampling)
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
@@ -205,7 +228,10 @@ def _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, 
         log["lr"] = optimizer.param_groups[0]["lr"]
         history.append(log)
         if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs and ctx.is_main:
-            log["eval"] = _quick_eval(model, config, test_set, class_counts, multi_label, device, collate)
+            log["eval"] = split_scores(model, config, test_set, class_counts, multi_label, device, collate)
+        if selector is not None and ctx.is_main:
+            selector.observe(log, split_scores(model, config, val_set, class_counts, multi_label, device, collate),
+                             model)
         scalars.epoch(log)
         check_parameters(list(model.named_parameters()) + list(objective.named_parameters()), epoch)
         if ctx.is_main:
@@ -215,7 +241,7 @@ def _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, 
                              checkpoint_path)
         ctx.barrier()
     scalars.close()
-    return wrapped, history
+    return wrapped, history, selector
 
 
 def _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, device, ctx, set_mode=None) -> dict:
@@ -259,13 +285,6 @@ def _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, de
     return log
 
 
-def _quick_eval(model, config, dataset, class_counts, multi_label, device, collate) -> dict:
-    """Test-split accuracy during training (eval_every): for watching a run, never for choosing one."""
-    logits, labels, _, _ = predict(model, dataset, batch_size=256, device=device, collate=collate, progress=False)
-    m = classification_metrics(evaluation_logits(config, logits, class_counts), labels, class_counts, multi_label)
-    return {k: m[k] for k in ("top1", "many", "medium", "few", "mAP") if k in m}
-
-
 # ----------------------------------------------------------------------------------------- stage two
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CMLTNet, dict]:
@@ -295,7 +314,8 @@ def save_model(model: CMLTNet, path: Path, config: TrainConfig, train_set) -> No
                                 "background": list(getattr(train_set, "background", (255, 255, 255)))}}, path)
 
 
-def _second_stage(config, train_set, class_counts, multi_label, device, ctx, collate, checkpoint_path, resume):
+def _second_stage(config, train_set, val_set, class_counts, multi_label, device, ctx, collate, checkpoint_path,
+                  resume):
     """crt: re-train the classifier on frozen features with class-balanced sampling; tau-norm:
     rescale the stage-one classifier's weight norms (Kang et al. 2020); logit-adjust with a stage-one
     model: no training, its logits are adjusted post hoc at evaluation (Menon et al. 2021)."""
@@ -304,9 +324,9 @@ def _second_stage(config, train_set, class_counts, multi_label, device, ctx, col
         raise ValueError(f"stage1 model {config.stage1} was trained on other classes than {config.dataset}")
     if config.method == "tau-norm":
         tau_normalize_(model.classifier, config.tau_norm)
-        return model, []
+        return model, [], None
     if config.method == "logit-adjust":
-        return model, []
+        return model, [], None
     for p in model.parameters():
         p.requires_grad_(False)
     torch.manual_seed(config.seed)
@@ -321,6 +341,7 @@ def _second_stage(config, train_set, class_counts, multi_label, device, ctx, col
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=config.num_workers)
     history = []
+    selector = BestEpoch(config.out_dir, multi_label, history) if val_set is not None else None
 
     def frozen_backbone_mode():  # batch-norm statistics stay those of stage one
         model.eval()
@@ -330,19 +351,26 @@ def _second_stage(config, train_set, class_counts, multi_label, device, ctx, col
         sampler.set_epoch(epoch)
         history.append(_train_epoch(crt, model, model, objective, optimizer, loader, epoch, device,
                                     dist_utils.SINGLE, set_mode=frozen_backbone_mode))
-    return model, history
+        if selector is not None:
+            selector.observe(history[-1], split_scores(model, config, val_set, class_counts, multi_label, device,
+                                                      collate), model)
+    return model, history, selector
 
 
 # ----------------------------------------------------------------------------------------- evaluation
 
 def evaluate_model(model: CMLTNet, config: TrainConfig, test_set, class_counts, vocab, multi_label, device,
-                   collate) -> dict:
+                   collate, predictions_path: Path | None = None) -> dict:
+    """Test metrics; with predictions_path, also the per-sample predictions (single-label data)."""
     need_s = model.config.use_infer
-    logits, labels, semantic, words = predict(model, test_set, batch_size=max(256, config.batch_size),
-                                              device=device, collate=collate, progress=config.progress,
-                                              need_semantic=need_s, num_workers=config.num_workers)
+    logits, labels, semantic, words, indices = predict(
+        model, test_set, batch_size=max(256, config.batch_size), device=device, collate=collate,
+        progress=config.progress, need_semantic=need_s, num_workers=config.num_workers, return_indices=True)
     logits = evaluation_logits(config, logits, class_counts)
     metrics = classification_metrics(logits, labels, class_counts, multi_label)
+    if predictions_path is not None and not multi_label:
+        save_predictions(predictions_path, [test_set.item_key(i) for i in indices.tolist()], labels,
+                         logits.argmax(1), dataset=config.dataset, data_seed=config.data_seed)
     if need_s and semantic is not None:
         metrics["words"] = word_inference_metrics(model, semantic, words, vocab, ks=config.word_topk)
     metrics["method"] = config.method
