@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+WORD_LOSSES = ("softmax", "bce", "bce-mean")
+WORD_WEIGHTINGS = ("discriminative", "class-balanced", "none")
 METHODS = ("ce", "cb-focal", "ldam-drw", "balanced-softmax", "logit-adjust", "crt", "tau-norm", "cmltnet")
 
 
@@ -40,7 +43,11 @@ class TrainConfig:
     lambda_align: float = 0.1
     lambda_infer: float = 0.1
     align_temperature: float = 0.1
-    word_loss_beta: float = 0.999         # class-balanced word-prediction weights over word frequency
+    word_loss: str = "softmax"            # L_CMI word prediction: "softmax" (multi-positive softmax over the
+                                          # vocabulary), "bce" (sum over the vocabulary, mean over images) or
+                                          # "bce-mean" (mean over images x vocabulary: each word gets 1/|V|)
+    word_weighting: str = "discriminative"  # per-word loss weights: "discriminative" | "class-balanced" | "none"
+    word_loss_beta: float = 0.999         # beta of word_weighting="class-balanced" (over word frequency)
     word_dim: int = 128
     word_vectors: str = "none"            # "none" | "minilm" (pretrained initialisation of the word table)
     fusion: str = "concat"
@@ -50,6 +57,9 @@ class TrainConfig:
     backbone: str = "resnet32"
     backbone_weights: str | None = None
     classifier: str | None = None         # "linear" | "cosine"; default by method (cosine for ldam-drw)
+    cosine_scale: float | None = None     # s in s * cos(f, w_c) of a cosine classifier; default 16, and 1 under
+                                          # ldam-drw (its loss multiplies the margin-adjusted cosines by ldam_scale)
+    learn_cosine_scale: bool = False      # train s (a learned temperature) instead of keeping it fixed
     epochs: int = 30
     batch_size: int = 128
     lr: float = 0.1
@@ -81,6 +91,14 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.word_loss not in WORD_LOSSES:
+            raise ValueError(f"word_loss must be one of {WORD_LOSSES}, got {self.word_loss!r}")
+        if self.word_weighting not in WORD_WEIGHTINGS:
+            raise ValueError(f"word_weighting must be one of {WORD_WEIGHTINGS}, got {self.word_weighting!r}")
+        if self.cosine_scale is not None and not (isinstance(self.cosine_scale, (int, float))
+                                                  and math.isfinite(self.cosine_scale) and self.cosine_scale > 0):
+            raise ValueError(f"cosine_scale must be a finite number > 0 (or None for the default), "
+                             f"got {self.cosine_scale!r}")
         if isinstance(self.word_topk, list):
             self.word_topk = tuple(self.word_topk)
 
