@@ -25,6 +25,7 @@ from benchmarks.harness import Measurement, median_ms, over_budget, budget_note,
 from pycmlt.data.longtail import longtail_targets
 from pycmlt.models import CMLTNet
 from pycmlt.ops import available_backends, use_backend
+from pycmlt.ops.class_balance import class_balanced_weights
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.methods import model_config
 from pycmlt.training.objective import CMLTNetObjective
@@ -63,7 +64,9 @@ class Trainer:
         torch.manual_seed(0)
         self.model = CMLTNet(mcfg).to(device).to(memory_format=torch.channels_last).train()
         self.objective = CMLTNetObjective(config, self.model, batch["class_counts"],
-                                          batch["word_counts"] if mcfg.use_infer else None,
+                                          # per-word loss weights: their values do not change the cost
+                                          class_balanced_weights(batch["word_counts"], config.word_loss_beta)
+                                          if mcfg.use_infer else None,
                                           multi_label=False).to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=True)

@@ -31,7 +31,8 @@ class CMLTNetConfig:
     use_fuse: bool = True        # fuse psi(s) into the classifier input
     fusion: str = "concat"       # "concat" | "gated"
     classifier: str = "linear"   # "linear" | "cosine"
-    cosine_scale: float = 1.0
+    cosine_scale: float = 1.0    # s of a cosine classifier's logits s * cos(f, w_c)
+    learn_cosine_scale: bool = False
     semantic_head: bool = False  # add cosine logits between s and class prototypes in the word space
     semantic_scale: float | None = None  # initial scale of those logits (learned); default: the
                                  # classifier's own scale (cosine_scale for a cosine classifier, else 10)
@@ -98,7 +99,8 @@ class CMLTNet(nn.Module):
             self.phi = nn.Sequential(nn.Linear(fv, fv), nn.ReLU(inplace=True), nn.Linear(fv, config.word_dim))
         self.fusion = Fusion(fv, config.word_dim, config.fusion) if config.use_fuse else None
         in_features = self.fusion.out_features if self.fusion is not None else fv
-        self.classifier = build_classifier(config.classifier, in_features, config.num_classes, config.cosine_scale)
+        self.classifier = build_classifier(config.classifier, in_features, config.num_classes, config.cosine_scale,
+                                           config.learn_cosine_scale)
         if config.semantic_head:
             if class_words is None:
                 class_words = torch.zeros(config.num_classes, config.vocab_size)  # filled by load_state_dict

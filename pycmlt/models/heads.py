@@ -1,28 +1,52 @@
 """Classifier heads and the fusion of visual features with the inferred semantic vector."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
 class CosineClassifier(nn.Module):
-    """logits = scale * cos(f, w_c): the normalised classifier LDAM-DRW uses."""
+    """logits = scale * cos(f, w_c): the normalised classifier of LDAM-DRW and cosine heads.
 
-    def __init__(self, in_features: int, num_classes: int, scale: float = 1.0):
+    Cosines lie in [-1, 1], so the scale sets how peaked the softmax can get (and how logit offsets
+    such as balanced softmax's log-prior compare with the class evidence). `learn_scale=True` makes
+    it a trained temperature (stored as its log, so it stays positive).
+    """
+
+    def __init__(self, in_features: int, num_classes: int, scale: float = 1.0, learn_scale: bool = False):
         super().__init__()
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"cosine_scale must be a finite number > 0, got {scale!r}")
         self.weight = nn.Parameter(torch.empty(num_classes, in_features).uniform_(-1, 1).renorm_(2, 0, 1e-5).mul_(1e5))
-        self.scale = scale
+        log_scale = torch.tensor(math.log(scale))
+        if learn_scale:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Model files written before the scale was stored keep the scale the model was built with.
+        state_dict.setdefault(prefix + "log_scale", self.log_scale.detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def scale(self) -> float:
+        return float(self.log_scale.detach().exp())
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.scale * F.normalize(features, dim=1) @ F.normalize(self.weight, dim=1).t()
+        cosines = F.normalize(features, dim=1) @ F.normalize(self.weight, dim=1).t()
+        return self.log_scale.exp().to(cosines.dtype) * cosines
 
 
-def build_classifier(kind: str, in_features: int, num_classes: int, cosine_scale: float = 1.0) -> nn.Module:
+def build_classifier(kind: str, in_features: int, num_classes: int, cosine_scale: float = 1.0,
+                     learn_cosine_scale: bool = False) -> nn.Module:
     if kind == "linear":
         return nn.Linear(in_features, num_classes)
     if kind == "cosine":
-        return CosineClassifier(in_features, num_classes, cosine_scale)
+        return CosineClassifier(in_features, num_classes, cosine_scale, learn_cosine_scale)
     raise ValueError(f"classifier must be 'linear' or 'cosine', got {kind!r}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from pycmlt.ops._backend import BACKENDS
 from pycmlt.ops._checks import check_finite_scalar
 
 SELECT_ON = ("last", "val")
+WORD_LOSSES = ("softmax", "bce", "bce-mean")
+WORD_WEIGHTINGS = ("discriminative", "class-balanced", "none")
 METHODS = ("ce", "cb-focal", "ldam-drw", "balanced-softmax", "logit-adjust", "crt", "tau-norm", "cmltnet")
 LOSS_METHODS = ("ce", "cb-focal", "ldam-drw", "balanced-softmax", "logit-adjust")
 
@@ -45,7 +48,11 @@ class TrainConfig:
     lambda_align: float = 0.1
     lambda_infer: float = 0.1
     align_temperature: float = 0.1
-    word_loss_beta: float = 0.999         # class-balanced word-prediction weights over word frequency
+    word_loss: str = "softmax"            # L_CMI word prediction: "softmax" (multi-positive softmax over the
+                                          # vocabulary), "bce" (sum over the vocabulary, mean over images) or
+                                          # "bce-mean" (mean over images x vocabulary: each word gets 1/|V|)
+    word_weighting: str = "discriminative"  # per-word loss weights: "discriminative" | "class-balanced" | "none"
+    word_loss_beta: float = 0.999         # beta of word_weighting="class-balanced" (over word frequency)
     word_dim: int = 128
     word_vectors: str = "none"            # "none" | "minilm" (pretrained initialisation of the word table)
     fusion: str = "concat"
@@ -55,6 +62,9 @@ class TrainConfig:
     backbone: str = "resnet32"
     backbone_weights: str | None = None
     classifier: str | None = None         # "linear" | "cosine"; default by method (cosine for ldam-drw)
+    cosine_scale: float | None = None     # s in s * cos(f, w_c) of a cosine classifier; default 16, and 1 under
+                                          # ldam-drw (its loss multiplies the margin-adjusted cosines by ldam_scale)
+    learn_cosine_scale: bool = False      # train s (a learned temperature) instead of keeping it fixed
     epochs: int = 30
     batch_size: int = 128
     lr: float = 0.1
@@ -182,6 +192,9 @@ RULES: dict[str, Rule] = {
     "lambda_align": _real("weight of the alignment loss"),
     "lambda_infer": _real("weight of the inference loss"),
     "align_temperature": _real("temperature of the alignment InfoNCE", low_open=True),
+    "word_loss": _choice("word-prediction loss of CMI: softmax (multi-positive softmax over the vocabulary), "
+                         "bce (summed over the vocabulary), bce-mean (mean over images x vocabulary)", WORD_LOSSES),
+    "word_weighting": _choice("per-word weights of the word-prediction loss", WORD_WEIGHTINGS),
     "word_loss_beta": _real("class-balanced word-prediction weights over word frequency", high=1.0,
                             high_open=True),
     "word_dim": _int("dimension of the word space", low=1),
@@ -193,6 +206,9 @@ RULES: dict[str, Rule] = {
     "backbone_weights": Rule("local weights file of the backbone", optional=True),
     "classifier": _choice("classifier (default by method: cosine for ldam-drw, else linear)", ("linear", "cosine"),
                           optional=True),
+    "cosine_scale": _real("logit scale s of a cosine classifier (default 16; 1 under ldam-drw, whose loss scales)",
+                          low_open=True, optional=True),
+    "learn_cosine_scale": Rule("train the cosine classifier's scale", bool),
     "epochs": _int("training epochs (>= 1; crt and tau-norm: >= 0)"),
     "batch_size": _int("images per step", low=1),
     "lr": _real("learning rate", low_open=True),

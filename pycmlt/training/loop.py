@@ -2,6 +2,7 @@
 (atomically) so that a killed run resumes where it stopped and ends with the same metrics."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -24,7 +25,7 @@ from pycmlt.training import distributed as dist_utils
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.divergence import check_parameters, check_step, step_health
 from pycmlt.training.evaluate import classification_metrics, predict, word_inference_metrics
-from pycmlt.training.methods import cosine_lr, evaluation_logits, model_config
+from pycmlt.training.methods import cosine_lr, cosine_scale, evaluation_logits, model_config
 from pycmlt.training.objective import CMLTNetObjective
 from pycmlt.training.progress import StepProgress
 from pycmlt.training.report import format_metrics_table, write_metrics
@@ -33,6 +34,7 @@ from pycmlt.training.run_checks import check_run_data
 from pycmlt.training.run_lock import RunLock
 from pycmlt.training.scalars import ScalarLog
 from pycmlt.training.selection import BestEpoch, split_scores
+from pycmlt.training.word_weights import word_loss_weights
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -193,8 +195,9 @@ def _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, 
     model = CMLTNet(mcfg, word_vectors=_word_vectors(config, vocab), class_words=class_words).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    word_counts = torch.as_tensor(train_set.word_counts, dtype=torch.float32) if mcfg.use_infer else None
-    objective = CMLTNetObjective(config, model, class_counts, word_counts, multi_label,
+    word_weight = (word_loss_weights(config.word_weighting, train_set, beta=config.word_loss_beta)
+                   if mcfg.use_infer else None)
+    objective = CMLTNetObjective(config, model, class_counts, word_weight, multi_label,
                                  gather=ctx.enabled).to(device)
     params = list(model.parameters()) + [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
@@ -330,10 +333,13 @@ def _second_stage(config, train_set, val_set, class_counts, multi_label, device,
     for p in model.parameters():
         p.requires_grad_(False)
     torch.manual_seed(config.seed)
-    mc = model.config
-    model.classifier = build_classifier(mc.classifier, model.classifier.weight.shape[1], mc.num_classes,
-                                        mc.cosine_scale).to(device)
     crt = config.replace(epochs=config.crt_epochs, class_balanced_sampling=True, method="ce", warmup_epochs=0)
+    # The new classifier is trained with plain CE, so a cosine one gets CE's scale (not stage one's: an
+    # ldam-drw model's cosine classifier has scale 1 because its loss applied the scale).
+    mc = model.config = dataclasses.replace(model.config, cosine_scale=cosine_scale(crt),
+                                            learn_cosine_scale=config.learn_cosine_scale)
+    model.classifier = build_classifier(mc.classifier, model.classifier.weight.shape[1], mc.num_classes,
+                                        mc.cosine_scale, mc.learn_cosine_scale).to(device)
     objective = CMLTNetObjective(crt, model, class_counts, None, multi_label, classification_only=True).to(device)
     optimizer = torch.optim.SGD(model.classifier.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)

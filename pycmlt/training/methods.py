@@ -15,10 +15,12 @@ from pycmlt.training.config import TrainConfig
 MULTI_LABEL_LOSSES = ("ce", "cb-focal")
 
 
-def loss_method(config: TrainConfig) -> str:
-    """The classification-loss recipe of a run (cmltnet trains with cls_loss, default balanced softmax)."""
+def loss_method(config: TrainConfig, multi_label: bool = False) -> str:
+    """The classification-loss recipe of a run. cmltnet trains with cls_loss, by default balanced softmax
+    on single-label data and cb-focal (class-balanced sigmoid BCE) on multi-label data, where a softmax
+    over classes does not apply."""
     if config.method == "cmltnet":
-        return config.cls_loss or "balanced-softmax"
+        return config.cls_loss or ("cb-focal" if multi_label else "balanced-softmax")
     if config.method in ("crt", "tau-norm"):
         return "ce"
     return config.method
@@ -28,11 +30,23 @@ def drw_start(config: TrainConfig) -> int:
     return config.drw_start_epoch if config.drw_start_epoch is not None else max(1, int(0.8 * config.epochs))
 
 
+DEFAULT_COSINE_SCALE = 16.0
+
+
+def cosine_scale(config: TrainConfig) -> float:
+    """The cosine classifier's logit scale: the configured one, else 1 under ldam-drw (whose loss applies
+    ldam_scale to the margin-adjusted cosines) and DEFAULT_COSINE_SCALE for every other loss."""
+    if config.cosine_scale is not None:
+        return config.cosine_scale
+    return 1.0 if loss_method(config) == "ldam-drw" else DEFAULT_COSINE_SCALE
+
+
 def model_config(config: TrainConfig, num_classes: int, vocab_size: int) -> CMLTNetConfig:
     cmlt = config.method == "cmltnet"
     use_infer = cmlt and config.use_infer
     classifier = config.classifier or ("cosine" if loss_method(config) == "ldam-drw" else "linear")
     return CMLTNetConfig(
+        cosine_scale=cosine_scale(config), learn_cosine_scale=config.learn_cosine_scale,
         num_classes=num_classes, vocab_size=vocab_size if cmlt else 0, backbone=config.backbone,
         backbone_weights=config.backbone_weights, word_dim=config.word_dim, text_pooling=config.text_pooling,
         use_align=cmlt and config.use_align, use_infer=use_infer, use_fuse=use_infer and config.use_fuse,
@@ -44,7 +58,7 @@ class ClassificationLoss(nn.Module):
 
     def __init__(self, config: TrainConfig, class_counts: torch.Tensor, multi_label: bool):
         super().__init__()
-        self.recipe = loss_method(config)
+        self.recipe = loss_method(config, multi_label)
         self.multi_label = multi_label
         counts = class_counts.float()  # > 0 for every class: run_checks refuses classes without training images
         if multi_label:

@@ -32,8 +32,10 @@ def words_multi_hot(word_ids: torch.Tensor, word_mask: torch.Tensor, vocab_size:
 
 class CMLTNetObjective(nn.Module):
     def __init__(self, config: TrainConfig, model: CMLTNet, class_counts: torch.Tensor,
-                 word_counts: torch.Tensor | None, multi_label: bool, gather: bool = False,
+                 word_weight: torch.Tensor | None, multi_label: bool, gather: bool = False,
                  classification_only: bool = False):
+        """word_weight: [|V|] per-word weights of the word-prediction loss (training/word_weights.py),
+        or None for unweighted."""
         super().__init__()
         self.config = config
         self.multi_label = multi_label
@@ -47,9 +49,7 @@ class CMLTNetObjective(nn.Module):
                 class_counts if supervised else None, beta=config.beta if supervised else None,
                 logit_scale=math.log(1.0 / config.align_temperature), learnable_scale=False, gather=gather)
         if self.use_infer:
-            if word_counts is None:
-                raise ValueError("cross-modal inference needs the training word counts")
-            self.register_buffer("word_counts", word_counts.clamp_min(1).float())
+            self.register_buffer("word_weight", None if word_weight is None else word_weight.float())
 
     def update(self, epoch: int) -> None:
         self.classification.update(epoch)
@@ -72,8 +72,29 @@ class CMLTNetObjective(nn.Module):
                     parts["infer_align"] = pycmlt.ops.alignment_loss(s, out.pooled_words[has].detach(),
                                                                      kind="cosine")
                 with record_function("pycmlt.loss.infer_words"):
-                    targets = words_multi_hot(word_ids[has], word_mask[has], model.word_table.shape[0])
-                    parts["infer_words"] = pycmlt.ops.fused_linear_class_balanced_bce(
-                        s, model.word_table, targets, class_counts=self.word_counts, beta=self.config.word_loss_beta)
+                    parts["infer_words"] = self.word_prediction(s, word_ids[has], word_mask[has], model.word_table)
                 total = total + self.config.lambda_infer * (parts["infer_align"] + parts["infer_words"])
         return total, parts
+
+    def word_prediction(self, s: torch.Tensor, word_ids: torch.Tensor, word_mask: torch.Tensor,
+                        table: torch.Tensor) -> torch.Tensor:
+        """L_CMI's word term on the images that have words: word logits s . E^T against each image's
+        words, normalised per image (every image counts the same, whatever |V| and its word count are).
+
+        softmax: -(1/|W_i|) sum_{w in W_i} a_w log softmax(s_i E^T)_w, averaged over images (each word
+        pair is a row of a fused linear + CE, so the [B, |V|] logits never exist at once).
+        bce: sum over the vocabulary of the (weighted) BCE, averaged over images. bce-mean: the mean over
+        images x vocabulary (each word gets 1/|V| of an image's gradient).
+        """
+        kind = self.config.word_loss
+        if kind == "softmax":
+            rows = torch.arange(s.shape[0], device=s.device).unsqueeze(1).expand_as(word_ids)[word_mask]
+            per_pair = pycmlt.ops.fused_linear_class_balanced_cross_entropy(
+                s[rows], table, word_ids[word_mask], class_weight=self.word_weight, reduction="none")
+            words_per_image = word_mask.sum(1).clamp_min(1).to(per_pair.dtype)
+            return (per_pair / words_per_image[rows]).sum() / s.shape[0]
+        targets = words_multi_hot(word_ids, word_mask, table.shape[0])
+        reduction = "mean" if kind == "bce-mean" else "sum"
+        loss = pycmlt.ops.fused_linear_class_balanced_bce(s, table, targets, loss_weight=self.word_weight,
+                                                          reduction=reduction)
+        return loss if kind == "bce-mean" else loss / s.shape[0]
