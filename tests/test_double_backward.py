@@ -108,3 +108,13 @@ def test_in_place_change_before_double_backward_is_an_error():
         logits.add_(1.0)
     with pytest.raises(RuntimeError, match="modified in place"):
         torch.autograd.grad(loss, leaf, create_graph=True)
+
+
+@pytest.mark.parametrize("device,backend", [p for p in fast_backend_params() if p.values[0] == "cpu"])
+def test_registered_custom_op_autograd_has_double_backward(device, backend):
+    """The torch.library autograd formula (what torch.compile traces; also a direct torch.ops call)."""
+    op = torch.ops.pycmlt.cb_cross_entropy_triton if backend == "triton" else torch.ops.pycmlt.cb_cross_entropy
+    x, t = _inputs()
+    v = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    got = _hvp(lambda z: op(z, t, None, None, None, 1.0, 0.0, 0.0, -100, 1, True)[0], x, v)
+    torch.testing.assert_close(got, _hvp(lambda z: F.cross_entropy(z, t), x, v), rtol=1e-4, atol=1e-5)
