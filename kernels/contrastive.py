@@ -62,7 +62,10 @@ def _row_stats_kernel(
     row_ok = rows < N
     rows64 = rows.to(tl.int64)
     s = tl.exp(tl.load(SCALE_LOG).to(tl.float32))
-    u = tl.load(U + rows, mask=row_ok, other=0.0) * s
+    # Raw-unit similarities x_ij = u_i v_j <a_i, b_j>, running max m_i in the same units, exponents
+    # s (x - m) <= 0 whatever s is (s x - s m rounds, or contracts to an FMA, far above 0 once
+    # s x ~ 1e10: inf, then NaN). lse = s m + log(l) at the end.
+    u = tl.load(U + rows, mask=row_ok, other=0.0)
     la = rows
     if HAS_LABELS:
         la = tl.load(LA + rows, mask=row_ok, other=0)
@@ -79,13 +82,13 @@ def _row_stats_kernel(
         sij = tl.where(col_ok[None, :], sij, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(sij, axis=1))
         shift = tl.where(m_new == float("-inf"), 0.0, m_new)
-        l_i = l_i * tl.exp(m_i - shift) + tl.sum(tl.exp(sij - shift[:, None]), axis=1)
+        l_i = l_i * tl.exp(s * (m_i - shift)) + tl.sum(tl.exp(s * (sij - shift[:, None])), axis=1)
         m_i = m_new
         pos = _positives(rows, cols, row_ok, col_ok, la, LB, diag, HAS_LABELS)
         p_i += tl.sum(tl.where(pos, sij, 0.0), axis=1)
-    lse = m_i + tl.log(l_i)
+    lse = s * m_i + tl.log(l_i)
     tl.store(LSE + rows, lse, mask=row_ok)
-    tl.store(POS + rows, p_i, mask=row_ok)
+    tl.store(POS + rows, s * p_i, mask=row_ok)
 
 
 @triton.jit
@@ -126,12 +129,14 @@ def _row_grad_kernel(
         v = tl.load(V + cols, mask=col_ok, other=0.0)
         sij = acc * u[:, None] * v[None, :]
         g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        # Softmax probabilities (<= 1): exponents clamped at 0, so that S here and the lse of the forward
+        # pass (other rounding: the column lse comes from the transposed problem) cannot overflow.
         if HAS_ROW:
-            g += glse[:, None] * tl.exp(sij - lse[:, None])
+            g += glse[:, None] * tl.exp(tl.minimum(sij - lse[:, None], 0.0))
         if HAS_COL:
             clse = tl.load(CLSE + cols, mask=col_ok, other=0.0)
             gclse = tl.load(GCLSE + cols, mask=col_ok, other=0.0)
-            g += gclse[None, :] * tl.exp(sij - clse[None, :])
+            g += gclse[None, :] * tl.exp(tl.minimum(sij - clse[None, :], 0.0))
         if HAS_RPOS or HAS_CPOS:
             pos = _positives(rows, cols, row_ok, col_ok, la, LB, diag, HAS_LABELS)
             coef = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)

@@ -36,7 +36,9 @@ def _row_coefs(nll, lse, sum_wz, w_y, w_total, gamma, eps, C, FOCAL: tl.constexp
         loss = (1.0 - eps) * w_y * nll
         if eps > 0.0:
             loss += s * (w_total * lse - sum_wz)
-        a = (1.0 - eps) * w_y + s * w_total
+        a = (1.0 - eps) * w_y
+        if eps > 0.0:  # not 0 * w_total: a NaN weight of an unused class stays out, as in PyTorch
+            a += s * w_total
         b_t = (1.0 - eps) * w_y
         b_c = tl.zeros_like(a) + s
     return loss, a, b_t, b_c
@@ -44,7 +46,7 @@ def _row_coefs(nll, lse, sum_wz, w_y, w_total, gamma, eps, C, FOCAL: tl.constexp
 
 @triton.jit
 def _ce_rows_kernel(
-    X, stride_x, T, W, M, B, AUX, LOSS, G, stride_g, N, C, ignore_index, scale, gamma, eps,
+    X, stride_x, T, stride_t, W, M, B, AUX, LOSS, G, stride_g, N, C, ignore_index, scale, gamma, eps,
     HAS_W: tl.constexpr, HAS_M: tl.constexpr, HAS_B: tl.constexpr, FOCAL: tl.constexpr,
     COMPUTE_GRAD: tl.constexpr, ROWS: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
@@ -54,7 +56,7 @@ def _ce_rows_kernel(
     row_ok = rows < N
     cols = tl.arange(0, BLOCK_C)
     col_ok = cols < C
-    y = tl.load(T + rows, mask=row_ok, other=ignore_index)
+    y = tl.load(T + rows.to(tl.int64) * stride_t, mask=row_ok, other=ignore_index)
     counted = row_ok & (y != ignore_index)
     valid = counted & (y >= 0) & (y < C)
     y_safe = tl.where(valid, y, 0)
@@ -72,7 +74,8 @@ def _ce_rows_kernel(
     z = tl.where(mask, z, float("-inf"))
     z_y = tl.sum(tl.where(is_y & mask, z, 0.0), axis=1)
     mx = tl.max(z, axis=1)
-    shift = tl.where((mx == mx) & (tl.abs(mx) < float("inf")), mx, 0.0)
+    # As in PyTorch (x - max): a +inf or NaN max makes the row NaN; only an all -inf row shifts by 0.
+    shift = tl.where(mx == float("-inf"), 0.0, mx)
     e = tl.exp(z - shift[:, None])
     e = tl.where(mask, e, 0.0)
     total = tl.sum(e, axis=1)
@@ -101,7 +104,8 @@ def _ce_rows_kernel(
         b_c = tl.where(valid, gs * b_c, 0.0)
         g = coef[:, None] * e - tl.where(is_y, b_t[:, None], 0.0)
         if HAS_W:
-            g -= b_c[:, None] * w[None, :]
+            if eps > 0.0:  # b_c = 0 otherwise, and 0 * (a NaN weight of an unused class) must not appear
+                g -= b_c[:, None] * w[None, :]
         else:
             g -= b_c[:, None]
         tl.store(G + rows64[:, None] * stride_g + cols[None, :], g.to(G.dtype.element_ty), mask=mask)
@@ -109,13 +113,13 @@ def _ce_rows_kernel(
 
 @triton.jit
 def _ce_chunked_kernel(
-    X, stride_x, T, W, M, B, AUX, LOSS, G, stride_g, N, C, ignore_index, scale, gamma, eps,
+    X, stride_x, T, stride_t, W, M, B, AUX, LOSS, G, stride_g, N, C, ignore_index, scale, gamma, eps,
     HAS_W: tl.constexpr, HAS_M: tl.constexpr, HAS_B: tl.constexpr, FOCAL: tl.constexpr,
     COMPUTE_GRAD: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """One long row per program: online max / sum-of-exp sweep, then a sweep writing the gradient."""
     row = tl.program_id(0).to(tl.int64)
-    y = tl.load(T + row)
+    y = tl.load(T + row * stride_t)
     counted = y != ignore_index
     valid = counted & (y >= 0) & (y < C)
     y_safe = tl.where(valid, y, 0)
@@ -149,7 +153,7 @@ def _ce_chunked_kernel(
         acc = acc * tl.exp(mx - safe) + tl.exp(z - safe)
         mx = new_mx
     row_mx = tl.max(mx, axis=0)
-    shift = tl.where((row_mx == row_mx) & (tl.abs(row_mx) < float("inf")), row_mx, 0.0)
+    shift = tl.where(row_mx == float("-inf"), 0.0, row_mx)  # +inf / NaN max: a NaN row, as in PyTorch
     safe_mx = tl.where(mx == float("-inf"), shift, mx)
     total = tl.sum(acc * tl.exp(safe_mx - shift), axis=0)
     lse = shift + tl.log(total)
@@ -179,7 +183,8 @@ def _ce_chunked_kernel(
             z = tl.where(is_y, (z - m_y) * scale, z * scale)
             g = coef * tl.exp(z - shift) - tl.where(is_y, b_t, 0.0)
             if HAS_W:
-                g -= b_c * tl.load(W + cols, mask=ok, other=0.0)
+                if eps > 0.0:  # b_c = 0 otherwise (0 * a NaN weight would be NaN)
+                    g -= b_c * tl.load(W + cols, mask=ok, other=0.0)
             else:
                 g -= b_c
             tl.store(g_row + cols, g.to(G.dtype.element_ty), mask=ok)
@@ -189,7 +194,8 @@ def cb_cross_entropy_rows(logits, target, class_weight, margins, logit_bias, aux
                           label_smoothing, ignore_index, compute_grad, out=None):
     """Per-row losses [N] (fp32) and, if compute_grad, d loss / d logits [N, C] scaled by aux[0].
 
-    aux = [gradient scale (1 / mean denominator or 1), sum of class weights] lives on the device so
+    target [N] may have any stride (a slice, an expanded tensor). aux = [gradient scale (1 / mean
+    denominator or 1), sum of class weights] lives on the device so
     that no host synchronisation is needed. The gradient goes to `out` when given (an [N, C] buffer
     in logits' dtype with unit column stride; it may be `logits` itself: every element is read
     before its gradient is written), else to a new contiguous tensor.
@@ -209,7 +215,7 @@ def cb_cross_entropy_rows(logits, target, class_weight, margins, logit_bias, aux
         return loss, grad
     dummy = aux
     args = (
-        logits, logits.stride(0), target,
+        logits, logits.stride(0), target, target.stride(0),
         class_weight if class_weight is not None else dummy,
         margins if margins is not None else dummy,
         logit_bias if logit_bias is not None else dummy,

@@ -464,3 +464,15 @@ def test_gpu_index_matches_cpu(kind, tmp_path):
     gpu.save(tmp_path / "g")
     assert WordIndex.load(tmp_path / "g", device="cpu").search(q.cpu(), 10)[1].shape == (300, 10)
     assert math.isclose(gpu.recall_against_flat(q, 10), 1.0, abs_tol=1e-3)
+
+
+@pytest.mark.parametrize("magnitude", [1e20, 1e30, 1e37])
+def test_huge_vectors_normalise_without_overflow(magnitude):
+    """Rows around 1e30 overflowed the float32 sum of squares (every score became 0). Scaling each
+    row by its largest entry first keeps the unit vectors exact."""
+    words, vectors = make_vocab(20, 8, seed=3)
+    queries = torch.randn(3, 8, generator=torch.Generator().manual_seed(4))
+    index = WordIndex(words, vectors * magnitude)
+    scores, ids = index.search(queries * magnitude, 5)
+    assert_same_topk(scores, ids, vectors, queries, 5)
+    assert np.abs(np.asarray(scores)).max() > 0.1

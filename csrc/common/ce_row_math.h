@@ -49,7 +49,9 @@ PYCMLT_HD CeRowCoefs ce_row_coefs(float nll, float lse, float sum_wz, float w_y,
     // PyTorch semantics: (1 - eps) w_y (-log p_y) + eps / C * sum_j w_j (-log p_j).
     const float s = eps / static_cast<float>(o.num_classes);
     r.loss = (1.f - eps) * w_y * nll + (eps > 0.f ? s * (w_total * lse - sum_wz) : 0.f);
-    r.a = (1.f - eps) * w_y + s * w_total;
+    // The w_total term only with smoothing: a NaN weight of an unused class must not reach the gradient
+    // when eps = 0 (0 * NaN), as in PyTorch, which reads w_y only.
+    r.a = (1.f - eps) * w_y + (eps > 0.f ? s * w_total : 0.f);
     r.b_target = (1.f - eps) * w_y;
     r.b_class = s;
   }

@@ -47,8 +47,9 @@ PYCMLT_ALWAYS_INLINE float ce_row(const T* x, int64_t y, const CeOptions& o, flo
       for (int64_t j = 0; j < C; ++j) sum_wz += buf[j];
     }
   }
-  // A row whose max is +-inf or NaN gives NaN/inf like PyTorch; keep exp's argument finite-safe.
-  const float shift = std::isfinite(mx) ? mx : 0.f;
+  // As in PyTorch (x - max): a row whose max is +inf or NaN gives a NaN loss and gradient
+  // (inf - inf); only an all -inf row is shifted by 0 instead.
+  const float shift = mx == -std::numeric_limits<float>::infinity() ? 0.f : mx;
   float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < C; ++j) {

@@ -140,8 +140,18 @@ inline void similarity_tile(const at::Tensor& ah, const at::Tensor& bh, int64_t 
   at::mm_out(out, ah.narrow(0, r0, rl), bh.narrow(0, c0, cl).t());
 }
 
+// exp(s (x - m)) for a raw dot x <= the running raw max m: the difference is taken before scaling, so the
+// argument is <= 0 whatever s is (s * x - s * m would let rounding, or an FMA contraction of s * x - shift,
+// push the max element's argument far above 0 once s * x ~ 1e10: inf, then NaN, at logit_scale ~ 24).
+PYCMLT_ALWAYS_INLINE float stream_exp(float s, float x, float m) { return fast_expf(s * (x - m)); }
+
+// exp(S - lse), a softmax probability: mathematically <= 1; the argument is clamped at 0 so that the
+// rounding of S and lse (computed in different orders) cannot overflow it for large S.
+PYCMLT_ALWAYS_INLINE float probability(float diff) { return fast_expf(std::min(diff, 0.f)); }
+
 // Adds one tile (raw dots x, [rl, cl]) to the running row statistics (rmax, rsum, rpos: [rl]) and,
 // when cmax != nullptr, to the running column statistics (cmax, csum, cpos: [cl]). colbuf: [cl].
+// The running maxima rmax / cmax are in raw-dot units (S = s x): lse = s * max + log(sum) at the end.
 PYCMLT_MULTIVERSION void stats_tile(const float* x, int64_t rl, int64_t cl, float s, TilePositives pos,
                                     float* rmax, float* rsum, float* rpos, float* cmax, float* csum,
                                     float* cpos, float* colbuf) {
@@ -163,14 +173,14 @@ PYCMLT_MULTIVERSION void stats_tile(const float* x, int64_t rl, int64_t cl, floa
 #pragma omp simd reduction(max : mx)
       for (int64_t j = 0; j < cl; ++j) mx = xi[j] > mx ? xi[j] : mx;
     }
-    // Row update: s > 0, so max_j s x_ij = s max_j x_ij.
+    // Row update in raw-dot units (see stream_exp): the running max is max_j x_ij.
     const float m_old = rmax[ii];
-    const float m_new = std::max(m_old, s * mx);
+    const float m_new = std::max(m_old, mx);
     const float shift = std::isfinite(m_new) ? m_new : 0.f;
     float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < cl; ++j) sum += fast_expf(s * xi[j] - shift);
-    rsum[ii] = (m_old == kNegInf ? 0.f : rsum[ii] * fast_expf(m_old - shift)) + sum;
+    for (int64_t j = 0; j < cl; ++j) sum += stream_exp(s, xi[j], shift);
+    rsum[ii] = (m_old == kNegInf ? 0.f : rsum[ii] * stream_exp(s, m_old, shift)) + sum;
     rmax[ii] = m_new;
     // Positives.
     if (pos.la) {
@@ -201,16 +211,16 @@ PYCMLT_MULTIVERSION void stats_tile(const float* x, int64_t rl, int64_t cl, floa
   // Column update: rescale the running sums to the new maxima, then add this tile's terms.
   for (int64_t j = 0; j < cl; ++j) {
     const float m_old = cmax[j];
-    const float m_new = std::max(m_old, s * colbuf[j]);
+    const float m_new = std::max(m_old, colbuf[j]);
     const float shift = std::isfinite(m_new) ? m_new : 0.f;
-    csum[j] = m_old == kNegInf ? 0.f : csum[j] * fast_expf(m_old - shift);
+    csum[j] = m_old == kNegInf ? 0.f : csum[j] * stream_exp(s, m_old, shift);
     cmax[j] = m_new;
     colbuf[j] = shift;
   }
   for (int64_t ii = 0; ii < rl; ++ii) {
     const float* xi = x + ii * cl;
 #pragma omp simd
-    for (int64_t j = 0; j < cl; ++j) csum[j] += fast_expf(s * xi[j] - colbuf[j]);
+    for (int64_t j = 0; j < cl; ++j) csum[j] += stream_exp(s, xi[j], colbuf[j]);
   }
 }
 
@@ -227,11 +237,11 @@ PYCMLT_MULTIVERSION void grad_tile(float* x, int64_t rl, int64_t cl, float s, Ti
 #pragma omp simd
       for (int64_t j = 0; j < cl; ++j) {
         const float v = s * xi[j];
-        xi[j] = a * fast_expf(v - l) + s * gclse[j] * fast_expf(v - clse[j]);
+        xi[j] = a * probability(v - l) + s * gclse[j] * probability(v - clse[j]);
       }
     } else {
 #pragma omp simd
-      for (int64_t j = 0; j < cl; ++j) xi[j] = a * fast_expf(s * xi[j] - l);
+      for (int64_t j = 0; j < cl; ++j) xi[j] = a * probability(s * xi[j] - l);
     }
     const float rp = gpos[ii];
     if (pos.la) {
@@ -364,13 +374,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_stats_cpu
       });
     }
   }
-  // lse = max + log(sum); pos scaled by s (accumulated on the raw dots).
+  // lse = s * (raw max) + log(sum); pos scaled by s (accumulated on the raw dots).
   for (int64_t i = 0; i < N; ++i) {
-    rmax[i] = rsum[i] > 0.f ? rmax[i] + std::log(rsum[i]) : (std::isnan(rsum[i]) ? rsum[i] : rmax[i]);
+    rmax[i] = rsum[i] > 0.f ? s * rmax[i] + std::log(rsum[i]) : (std::isnan(rsum[i]) ? rsum[i] : s * rmax[i]);
     rpos[i] *= s;
   }
   for (int64_t j = 0; col_stats && j < M; ++j) {
-    cmax[j] = csum[j] > 0.f ? cmax[j] + std::log(csum[j]) : (std::isnan(csum[j]) ? csum[j] : cmax[j]);
+    cmax[j] = csum[j] > 0.f ? s * cmax[j] + std::log(csum[j]) : (std::isnan(csum[j]) ? csum[j] : s * cmax[j]);
     cpos[j] *= s;
   }
   return {row_lse, row_pos, col_lse, col_pos};

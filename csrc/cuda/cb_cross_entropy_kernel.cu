@@ -85,7 +85,8 @@ __global__ void ce_warp_rows_kernel(CeLaunch a) {
     if (o.label_smoothing > 0.f && j < C) wz += class_weight(o, j) * z[k];
   }
   mx = warp_max(mx);
-  const float shift = isfinite(mx) ? mx : 0.f;
+  // As in PyTorch (x - max): a +inf or NaN max makes the row NaN; only an all -inf row shifts by 0.
+  const float shift = mx == kNegInf ? 0.f : mx;
   float sum = 0.f;
 #pragma unroll
   for (int k = 0; k < VPT; ++k) {
@@ -105,7 +106,8 @@ __global__ void ce_warp_rows_kernel(CeLaunch a) {
   for (int kk = 0; kk < VPT; ++kk) {
     const int64_t j = lane + static_cast<int64_t>(kk) * kWarp;
     if (j < C) {
-      float v = coef * z[kk] - gs * k.b_class * class_weight(o, j);
+      // b_class = 0 without smoothing: skip it, 0 * (a NaN weight of an unused class) would be NaN
+      float v = coef * z[kk] - (k.b_class != 0.f ? gs * k.b_class * class_weight(o, j) : 0.f);
       if (j == y) v -= gs * k.b_target;
       g[j] = from_float<T>(v);
     }
@@ -167,8 +169,9 @@ __global__ void ce_block_rows_kernel(CeLaunch a) {
     if (z != z) s = NAN;  // a NaN logit makes the row NaN, as in PyTorch
   }
   block_merge_lse(m, s, wz);
-  const float shift = isfinite(m) ? m : 0.f;
-  const float total = isfinite(m) ? s : (m == kNegInf ? 0.f : s);
+  // As in PyTorch (x - max): a +inf or NaN max makes the row (loss and gradient) NaN.
+  const float shift = m == kNegInf ? 0.f : m;
+  const float total = m == kNegInf ? 0.f : (isinf(m) ? NAN : s);
   const float lse = shift + __logf(total);
   const float nll = lse - z_y;
   const CeRowCoefs k = ce_row_coefs(nll, lse, wz, class_weight(o, y), a.aux[1], o);
@@ -178,7 +181,7 @@ __global__ void ce_block_rows_kernel(CeLaunch a) {
   const float coef = gs * k.a / total;
   for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
     const float z = CACHE ? row_cache[j] : adjusted(x, j, y, o);
-    float v = coef * __expf(z - shift) - gs * k.b_class * class_weight(o, j);
+    float v = coef * __expf(z - shift) - (k.b_class != 0.f ? gs * k.b_class * class_weight(o, j) : 0.f);
     if (j == y) v -= gs * k.b_target;
     g[j] = from_float<T>(v);
   }

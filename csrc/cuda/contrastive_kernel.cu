@@ -143,7 +143,10 @@ __global__ void __launch_bounds__(kThreads) row_stats_kernel(ContrastiveRows r, 
   const int tx = threadIdx.x % 16;
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kBM;
   const float s = expf(*r.logit_scale);
-  const RowSetup rs = setup_rows(r, r0, s);
+  // Raw-unit similarities u_i v_j <a_i, b_j> (s = 1 in setup_rows): the running max m is raw and every
+  // exponent is s * (x - m) <= 0, whatever s is (s x - s m, or an FMA contraction of it, overflows the
+  // max element's exponent once s x ~ 1e10). lse = s m + log(l) at the end.
+  const RowSetup rs = setup_rows(r, r0, 1.f);
   float m[4], l[4], p[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -170,12 +173,12 @@ __global__ void __launch_bounds__(kThreads) row_stats_kernel(ContrastiveRows r, 
       float e = 0.f, ps = 0.f;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        e += cs.ok[j] ? __expf(sv[j] - shift) : 0.f;
+        e += cs.ok[j] ? __expf(s * (sv[j] - shift)) : 0.f;
         ps += is_positive(r, rs, cs, i, j) ? sv[j] : 0.f;
       }
       e = group_sum(e);
       ps = group_sum(ps);
-      l[i] = (m[i] == kNegInf ? 0.f : l[i] * __expf(m[i] - shift)) + e;
+      l[i] = (m[i] == kNegInf ? 0.f : l[i] * __expf(s * (m[i] - shift))) + e;
       m[i] = m_new;
       p[i] += ps;
     }
@@ -184,8 +187,8 @@ __global__ void __launch_bounds__(kThreads) row_stats_kernel(ContrastiveRows r, 
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       if (!rs.ok[i]) continue;
-      lse_out[rs.row[i]] = l[i] > 0.f ? m[i] + logf(l[i]) : (l[i] != l[i] ? l[i] : m[i]);
-      pos_out[rs.row[i]] = p[i];
+      lse_out[rs.row[i]] = l[i] > 0.f ? s * m[i] + logf(l[i]) : (l[i] != l[i] ? l[i] : s * m[i]);
+      pos_out[rs.row[i]] = s * p[i];
     }
   }
 }
@@ -232,8 +235,10 @@ __global__ void __launch_bounds__(kThreads) row_grad_kernel(ContrastiveRows r, C
         float gij = 0.f;
         if (rs.ok[i] && cs.ok[j]) {
           const float sv = acc[i][j] * rs.su[i] * cs.v[j];
-          if (g.row_glse) gij += glse[i] * __expf(sv - lse[i]);
-          if (g.col_glse) gij += gclse[j] * __expf(sv - clse[j]);
+          // Softmax probabilities (<= 1): the exponent is clamped at 0 so that rounding differences
+          // between S here and the lse of the forward pass cannot overflow it for large S.
+          if (g.row_glse) gij += glse[i] * __expf(fminf(sv - lse[i], 0.f));
+          if (g.col_glse) gij += gclse[j] * __expf(fminf(sv - clse[j], 0.f));
           if (is_positive(r, rs, cs, i, j)) gij += gpos[i] + gcpos[j];
           gij *= s * cs.v[j];
         }

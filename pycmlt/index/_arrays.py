@@ -75,9 +75,16 @@ def first_nonfinite_row(x: np.ndarray) -> int | None:
 
 
 def normalize_rows_(x: np.ndarray) -> np.ndarray:
-    """In-place L2 normalisation x / max(||x||, eps); zero rows stay zero. Returns the row norms."""
-    norms = np.linalg.norm(x, axis=1)
-    x /= np.maximum(norms, NORM_EPS)[:, None]
+    """In-place L2 normalisation x / max(||x||, eps); zero rows stay zero. Returns the row norms (float64).
+
+    Each row is first divided by its largest magnitude, so that the float32 sum of squares neither
+    overflows (entries ~1e20 and up: the norm would be inf and the row would become 0) nor underflows.
+    """
+    peak = np.abs(x).max(axis=1) if x.shape[1] else np.zeros(x.shape[0], dtype=x.dtype)
+    peak = np.where(peak > 0, peak, 1).astype(x.dtype)
+    x /= peak[:, None]
+    norms = np.linalg.norm(x, axis=1).astype(np.float64) * peak
+    x *= (peak / np.maximum(norms, NORM_EPS)).astype(x.dtype)[:, None]
     return norms
 
 

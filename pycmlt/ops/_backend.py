@@ -38,7 +38,7 @@ def available_backends(device: torch.device | str = "cpu") -> list[str]:
     """Backends that can run on `device`, best first (`torch` is always last)."""
     device = torch.device(device)
     found = []
-    if device.type == "cuda":
+    if device.type == "cuda" and torch.cuda.is_available():  # TRITON_INTERPRET=1 alone runs CPU tensors only
         if _extension.cuda_kernels_available():
             found.append("cuda")
         if triton_available():

@@ -15,6 +15,11 @@ def reduction_code(reduction: str) -> int:
     return REDUCTIONS[reduction]
 
 
+def reduction_name(code: int) -> str:
+    """The reduction string of a custom op's reduction code (inverse of reduction_code)."""
+    return next(name for name, value in REDUCTIONS.items() if value == code)
+
+
 def check_tensor(name: str, value, *, floating: bool = False, integer: bool = False) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
@@ -49,6 +54,9 @@ def check_finite_scalar(name: str, value: float, *, low: float | None = None, hi
 
 def class_counts_tensor(class_counts, num_classes: int | None = None, *, device=None) -> torch.Tensor:
     """Validated float64 class counts [C]: finite and > 0, of length num_classes when given."""
+    if isinstance(class_counts, (str, bytes)):
+        raise TypeError(f"class_counts must be a tensor or a sequence of numbers, got a {type(class_counts).__name__} "
+                        f"({class_counts!r}); pass e.g. [1, 2, 3, 4, 5]")
     if isinstance(class_counts, torch.Tensor):
         counts = class_counts.detach()
     elif isinstance(class_counts, Sequence) or hasattr(class_counts, "__array__"):
@@ -65,7 +73,7 @@ def class_counts_tensor(class_counts, num_classes: int | None = None, *, device=
                          f"got {counts.numel()}")
     if counts.numel() == 0:
         raise ValueError("class_counts is empty")
-    if torch.compiler.is_compiling():  # data checks need the values: done eagerly, skipped while tracing
+    if torch.compiler.is_compiling() or counts.device.type == "meta":  # data checks need the values
         return counts if device is None else counts.to(device)
     if torch.isnan(counts).any():
         raise ValueError("class_counts contains NaN")
@@ -80,7 +88,7 @@ def class_counts_tensor(class_counts, num_classes: int | None = None, *, device=
 
 def check_targets_in_range(target: torch.Tensor, num_classes: int, ignore_index: int) -> None:
     """ValueError naming the first target outside [0, C) that is not ignore_index (one host sync)."""
-    if target.numel() == 0:
+    if target.numel() == 0 or target.device.type == "meta":  # meta tensors have no values to check
         return
     bad = ((target < 0) | (target >= num_classes)) & (target != ignore_index)
     if bad.any():

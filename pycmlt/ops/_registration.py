@@ -1,5 +1,13 @@
-"""Helpers that attach fake (meta) kernels and autograd formulas to pycmlt custom ops."""
+"""Helpers that attach fake (meta) kernels and autograd formulas to pycmlt custom ops.
+
+First-order backward of a fused loss only scales the gradients its kernel wrote in forward. Those are
+constants to autograd, so a backward that is itself differentiated (create_graph=True: hvp, gradient
+penalties) instead recomputes the gradient from the inputs through the op's `torch` reference
+formula, which autograd can differentiate again (see recompute_grads).
+"""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -25,33 +33,91 @@ def scale_saved_grad(grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Ten
     return torch.mul(grad, factor, out=torch.empty_like(grad))
 
 
-def save_kernel_grads(ctx, differentiable: tuple[int, ...], output) -> None:
+def keep_inputs(ctx, inputs: tuple, reference: Callable) -> None:
+    """Keep references to an op's inputs (no copy) and its differentiable `reference(*inputs)`, for a
+    backward under create_graph=True (recompute_grads). The inputs' versions are recorded so that an
+    input modified in place before such a backward is an error, not a wrong second derivative."""
+    ctx.op_inputs = inputs
+    ctx.reference = reference
+    ctx.input_versions = [t._version if isinstance(t, torch.Tensor) else None for t in inputs]
+
+
+def recompute_grads(ctx, grad_outputs: tuple, positions: tuple[int, ...], offset: int = 0) -> tuple:
+    """Differentiable gradients of ctx.reference(*inputs) for the inputs at `positions` that need one.
+
+    grad_outputs: the incoming gradient of each output of the reference (None: no gradient). Called by a
+    backward that runs with grad mode on (create_graph=True): the result carries its own graph, so a
+    second backward (hvp, gradient penalty) differentiates the `torch` formula, never a constant.
+    """
+    out = [None] * len(ctx.needs_input_grad)
+    inputs = ctx.op_inputs
+    for k, (value, version) in enumerate(zip(inputs, ctx.input_versions)):
+        if version is not None and value._version != version:
+            raise RuntimeError(f"input {k} of {getattr(ctx.reference, '__name__', 'a fused loss')} was modified in "
+                               "place after the forward pass; the second-order gradient (create_graph=True) "
+                               "needs its original value: do not modify it in place before backward")
+    wanted = [p for p in positions if ctx.needs_input_grad[offset + p]]
+    if not wanted:
+        return tuple(out)
+    # Fresh aliases: the gradient must be the partial one of each input, not a total derivative through
+    # another input computed from it (b = f(a)); they still carry the graph back to the originals.
+    inputs = list(inputs)
+    with torch.enable_grad():
+        for p in wanted:
+            inputs[p] = inputs[p].view_as(inputs[p])
+        outputs = ctx.reference(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if g is not None and o.requires_grad]
+    if not pairs:
+        return tuple(out)
+    grads = torch.autograd.grad([o for o, _ in pairs], [inputs[p] for p in wanted],
+                                [g.to(o.dtype) for o, g in pairs], create_graph=True, allow_unused=True)
+    for p, grad in zip(wanted, grads):
+        out[offset + p] = grad if grad is not None else torch.zeros_like(inputs[p])
+    return tuple(out)
+
+
+def save_kernel_grads(ctx, differentiable: tuple[int, ...], output, inputs: tuple = (), reference=None) -> None:
     """setup_context of a fused loss op `(loss, d loss / d inputs[p] for p in differentiable)`: the
-    gradients written in forward are saved (and are not themselves differentiable)."""
+    gradients written in forward are saved (and are not themselves differentiable); the inputs are
+    kept by reference for a differentiable backward (keep_inputs)."""
     ctx.differentiable = differentiable
     ctx.mark_non_differentiable(*output[1:])
     ctx.save_for_backward(*output[1:])
     ctx.set_materialize_grads(False)
+    keep_inputs(ctx, inputs, reference)
 
 
 def scaled_kernel_grads(ctx, grad_loss, offset: int = 0) -> tuple:
     """backward of a fused loss op: the saved gradients times the incoming one, for every input that
-    needs one; `offset` is the number of leading non-op arguments of the autograd.Function."""
+    needs one; `offset` is the number of leading non-op arguments of the autograd.Function. With
+    create_graph=True (grad mode on in backward), the differentiable recomputation instead."""
     out = [None] * len(ctx.needs_input_grad)
     if grad_loss is None:
         return tuple(out)
+    if torch.is_grad_enabled():
+        return recompute_grads(ctx, (grad_loss,), ctx.differentiable, offset)
     for position, grad in zip(ctx.differentiable, ctx.saved_tensors):
         if ctx.needs_input_grad[offset + position]:
             out[offset + position] = scale_saved_grad(grad, grad_loss)
     return tuple(out)
 
 
-def register_fused_loss(qualname: str, fake, differentiable: tuple[int, ...]) -> None:
-    """Fake kernel and autograd formula of a fused loss custom op (what torch.compile traces)."""
+_REFERENCES: dict[str, Callable] = {}
+
+
+def register_fused_loss(qualname: str, fake, differentiable: tuple[int, ...], reference: Callable) -> None:
+    """Fake kernel and autograd formula of a fused loss custom op (what torch.compile traces).
+
+    reference(*op_inputs) -> the op's loss through differentiable PyTorch (its `torch` backend): what a
+    backward with create_graph=True differentiates.
+    """
+    _REFERENCES[qualname] = reference
     torch.library.register_fake(qualname)(fake)
     torch.library.register_autograd(
         qualname, lambda ctx, grad_loss, *_grads_of_grads: scaled_kernel_grads(ctx, grad_loss),
-        setup_context=lambda ctx, inputs, output: save_kernel_grads(ctx, differentiable, output))
+        setup_context=lambda ctx, inputs, output: save_kernel_grads(ctx, differentiable, output, inputs,
+                                                                    reference))
 
 
 def call_fused_loss(op, inputs: tuple, differentiable: tuple[int, ...]) -> torch.Tensor:
@@ -81,7 +147,7 @@ class _FusedLossFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        save_kernel_grads(ctx, inputs[1], output)
+        save_kernel_grads(ctx, inputs[1], output, inputs[2:], _REFERENCES[inputs[0]._qualified_op_name])
 
     @staticmethod
     def backward(ctx, grad_loss, *_grads_of_grads):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from pycmlt import _extension
 from pycmlt.ops import _backend
-from pycmlt.ops._checks import check_same_device, check_tensor, compute_dtype, reduction_code
+from pycmlt.ops._checks import check_same_device, check_tensor, compute_dtype, reduction_code, reduction_name
 from pycmlt.ops._registration import call_fused_loss, register_fused_loss
 
 OP_NAME = "alignment_loss"
@@ -39,7 +39,8 @@ def alignment_loss(a: torch.Tensor, b: torch.Tensor, *, kind: str = "cosine", no
         common = torch.promote_types(a.dtype, b.dtype)
         a, b = a.to(common), b.to(common)
     out_shape = a.shape[:-1]
-    a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    rows = out_shape.numel()  # explicit: reshape(-1, 0) is ambiguous when D = 0
+    a2, b2 = a.reshape(rows, a.shape[-1]), b.reshape(rows, b.shape[-1])
     chosen = _backend.resolve(backend, a2, OP_NAME)
     if chosen == "torch":
         loss = alignment_reference(a2, b2, kind=kind, normalize=normalize, reduction=reduction)
@@ -86,8 +87,14 @@ def _alignment_triton(a: torch.Tensor, b: torch.Tensor, kind: int, normalize: bo
     return (total / n if reduction == 1 else total), ga, gb
 
 
+def _op_reference(a, b, kind, normalize, reduction, grad_a, grad_b):
+    """The op's loss through the differentiable `torch` reference (for create_graph=True backward)."""
+    kind_name = next(name for name, code in KINDS.items() if code == kind)
+    return alignment_reference(a, b, kind=kind_name, normalize=normalize, reduction=reduction_name(reduction)).float()
+
+
 def _register(qualname: str) -> None:
-    register_fused_loss(qualname, _fake, differentiable=(0, 1))
+    register_fused_loss(qualname, _fake, differentiable=(0, 1), reference=_op_reference)
 
 
 _register("pycmlt::alignment_triton")

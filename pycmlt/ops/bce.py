@@ -15,6 +15,7 @@ from pycmlt.ops._checks import (
     class_counts_tensor,
     compute_dtype,
     reduction_code,
+    reduction_name,
 )
 from pycmlt.ops._registration import call_fused_loss, register_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights
@@ -210,8 +211,14 @@ def _cb_bce_grad_inplace_triton(
     return partial.sum()
 
 
+def _op_reference(logits, targets, weight, pos_weight, focal_gamma, reduction, compute_grad):
+    """The op's loss through the differentiable `torch` reference (for create_graph=True backward)."""
+    return bce_reference(logits, targets, weight, pos_weight, focal_gamma=focal_gamma,
+                         reduction=reduction_name(reduction)).float()
+
+
 def _register(qualname: str) -> None:
-    register_fused_loss(qualname, _fake, differentiable=(0,))
+    register_fused_loss(qualname, _fake, differentiable=(0,), reference=_op_reference)
 
 
 _register("pycmlt::cb_bce_triton")

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from pycmlt import _extension
 from pycmlt.ops import _backend
 from pycmlt.ops._checks import check_finite_scalar, check_same_device, check_tensor, compute_dtype, reduction_code
+from pycmlt.ops._registration import keep_inputs, recompute_grads
 from pycmlt.ops.class_balance import class_balanced_weights
 
 OP_NAME = "cross_modal_contrastive"
@@ -341,6 +342,7 @@ def _stats_setup_context(ctx, inputs, output):
     ctx.normalize = normalize
     ctx.col_stats = col_stats
     ctx.set_materialize_grads(False)
+    keep_inputs(ctx, inputs, stats_reference)
 
 
 def _make_stats_backward(grad_op_name: str):
@@ -350,6 +352,8 @@ def _make_stats_backward(grad_op_name: str):
             g_col_lse = g_col_pos = None
         if g_row_lse is None and g_row_pos is None and g_col_lse is None and g_col_pos is None:
             return (None,) * 8
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the materialised reference
+            return recompute_grads(ctx, (g_row_lse, g_row_pos, g_col_lse, g_col_pos), (0, 1, 2))
         grad_op = getattr(torch.ops.pycmlt, grad_op_name)
         grad_a, grad_b, grad_scale = grad_op(a, b, logit_scale, labels_a, labels_b, ctx.diag_offset, ctx.normalize,
                                              row_lse, col_lse, g_row_lse, g_row_pos, g_col_lse, g_col_pos)

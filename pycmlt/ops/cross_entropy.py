@@ -16,6 +16,7 @@ from pycmlt.ops._checks import (
     class_counts_tensor,
     compute_dtype,
     reduction_code,
+    reduction_name,
 )
 from pycmlt.ops._registration import call_fused_loss, register_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights, ldam_margins, logit_adjustment
@@ -112,6 +113,7 @@ def cross_entropy_with_class_tensors(
         raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
 
     logits2d, target1d, out_shape = _as_rows(logits, target)
+    target1d = target1d.to(torch.int64)  # every backend reads int64 (F.cross_entropy itself rejects int32)
     num_classes = logits2d.shape[1]
     per_class = {}
     for name, value in (("class_weight", class_weight), ("margins", margins), ("logit_bias", logit_bias)):
@@ -123,7 +125,8 @@ def cross_entropy_with_class_tensors(
         per_class[name] = value
 
     chosen = _backend.resolve(backend, logits2d, OP_NAME)
-    if chosen != "cpu" and not torch.compiler.is_compiling() and _checks_enabled():
+    # The C++ CPU kernel and the Triton op check the targets themselves (also under torch.compile).
+    if chosen not in ("cpu", "triton") and not torch.compiler.is_compiling() and _checks_enabled():
         check_targets_in_range(target1d, num_classes, ignore_index)
     if chosen == "torch":
         loss = cross_entropy_reference(logits2d, target1d, **per_class, scale=scale, focal_gamma=focal_gamma,
@@ -131,7 +134,7 @@ def cross_entropy_with_class_tensors(
                                        reduction=reduction)
     else:
         op = torch.ops.pycmlt.cb_cross_entropy_triton if chosen == "triton" else torch.ops.pycmlt.cb_cross_entropy
-        loss = call_fused_loss(op, (logits2d, target1d.to(torch.int64), per_class["class_weight"],
+        loss = call_fused_loss(op, (logits2d, target1d, per_class["class_weight"],
                                     per_class["margins"], per_class["logit_bias"], scale, focal_gamma, label_smoothing,
                                     ignore_index, code, logits2d.requires_grad and torch.is_grad_enabled()), (0,))
     loss = loss.to(logits.dtype)
@@ -219,6 +222,8 @@ def _cb_cross_entropy_triton(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     from pycmlt.kernels.cross_entropy import cb_cross_entropy_rows
 
+    if _checks_enabled():  # here, not in the caller: the op also runs compiled, where the caller skips checks
+        check_targets_in_range(target, logits.shape[1], ignore_index)
     aux, denom = loss_aux(target, class_weight, logits.shape[1], ignore_index, reduction)
     loss_rows, grad = cb_cross_entropy_rows(logits, target, class_weight, margins, logit_bias, aux, scale,
                                             focal_gamma, label_smoothing, ignore_index, compute_grad)
@@ -263,8 +268,16 @@ def loss_aux(target, class_weight, num_classes, ignore_index, reduction):
     return torch.stack([grad_scale.to(torch.float32), w_total.to(torch.float32)]), denom
 
 
+def _op_reference(logits, target, class_weight, margins, logit_bias, scale, focal_gamma, label_smoothing,
+                  ignore_index, reduction, compute_grad):
+    """The op's loss through the differentiable `torch` reference (for create_graph=True backward)."""
+    return cross_entropy_reference(logits, target, class_weight, margins, logit_bias, scale=scale,
+                                   focal_gamma=focal_gamma, label_smoothing=label_smoothing,
+                                   ignore_index=ignore_index, reduction=reduction_name(reduction)).float()
+
+
 def _register(qualname: str) -> None:
-    register_fused_loss(qualname, _fake, differentiable=(0,))
+    register_fused_loss(qualname, _fake, differentiable=(0,), reference=_op_reference)
 
 
 _register("pycmlt::cb_cross_entropy_triton")

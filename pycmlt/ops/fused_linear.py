@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from pycmlt.ops import _backend
 from pycmlt.ops._checks import check_finite_scalar, check_same_device, check_targets_in_range, check_tensor
-from pycmlt.ops._checks import compute_dtype, reduction_code
-from pycmlt.ops._registration import scale_saved_grad
+from pycmlt.ops._checks import compute_dtype, reduction_code, reduction_name
+from pycmlt.ops._registration import keep_inputs, recompute_grads, scale_saved_grad
 from pycmlt.ops.bce import bce_reference, broadcast_weight_2d, check_targets, effective_bce_weight
 from pycmlt.ops.cross_entropy import _checks_enabled, class_tensors, cross_entropy_reference, loss_aux
 
@@ -113,6 +113,7 @@ def fused_linear_cross_entropy_with_class_tensors(
     if not isinstance(ignore_index, int):
         raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
     num_classes, in_features = weight.shape
+    check_chunk_rows(chunk_rows)
     per_class = {}
     for name, value in (("class_weight", class_weight), ("margins", margins), ("logit_bias", logit_bias)):
         if value is not None:
@@ -122,10 +123,11 @@ def fused_linear_cross_entropy_with_class_tensors(
             value = value.detach().to(compute_dtype(hidden.dtype)).contiguous()
         per_class[name] = value
 
-    hidden2d = hidden.reshape(-1, in_features)
-    target1d = target.reshape(-1)
+    hidden2d = hidden.reshape(target.numel(), in_features)  # explicit rows: reshape(-1, 0) fails for D = 0
+    target1d = target.reshape(-1).to(torch.int64)  # every backend reads int64
     chosen = _backend.resolve(backend, hidden2d, OP_CE)
-    if chosen != "cpu" and not torch.compiler.is_compiling() and _checks_enabled():
+    # The fused op checks the targets itself (also under torch.compile, where this is skipped).
+    if chosen == "torch" and not torch.compiler.is_compiling() and _checks_enabled():
         check_targets_in_range(target1d, num_classes, ignore_index)
     if chosen == "torch":
         logits = F.linear(hidden2d, weight, bias)
@@ -137,7 +139,7 @@ def fused_linear_cross_entropy_with_class_tensors(
                             hidden.device.type)
         grads = _needed_grads(hidden, weight, bias, code)
         loss = torch.ops.pycmlt.fused_linear_cb_cross_entropy(
-            hidden2d, weight, target1d.to(torch.int64), bias, per_class["class_weight"], per_class["margins"],
+            hidden2d, weight, target1d, bias, per_class["class_weight"], per_class["margins"],
             per_class["logit_bias"], None, scale, focal_gamma, label_smoothing, ignore_index, code, chunk,
             _kernel(chosen), *grads)[0]
     loss = loss.to(hidden.dtype)
@@ -189,8 +191,9 @@ def fused_linear_bce_with_weights(hidden, weight, targets, bias=None, *, loss_we
     focal_gamma = check_finite_scalar("focal_gamma", focal_gamma, low=0.0)
     w2d = broadcast_weight_2d("loss_weight", loss_weight, logits_shape, hidden.device)
     pw2d = broadcast_weight_2d("pos_weight", pos_weight, logits_shape, hidden.device)
+    check_chunk_rows(chunk_rows)
 
-    hidden2d = hidden.reshape(-1, in_features)
+    hidden2d = hidden.reshape(math.prod(logits_shape[:-1]), in_features)  # explicit rows (D may be 0)
     targets2d = targets.reshape(-1, num_classes)
     chosen = _backend.resolve(backend, hidden2d, OP_BCE)
     if chosen == "torch":
@@ -254,11 +257,19 @@ def check_linear(op, hidden, weight, bias):
     return hidden, weight, bias
 
 
+def check_chunk_rows(chunk_rows) -> None:
+    """chunk_rows is None or a positive int, whatever the backend (the `torch` one ignores it)."""
+    if chunk_rows is None:
+        return
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int):
+        raise TypeError(f"chunk_rows must be a positive int (rows of logits per chunk) or None, got {chunk_rows!r}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive int (rows of logits per chunk) or None, got {chunk_rows!r}")
+
+
 def _chunk_rows(chunk_rows, num_rows, in_features, num_classes, itemsize, device_type):
     if chunk_rows is None:
         return default_chunk_rows(num_rows, in_features, num_classes, itemsize, device_type)
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be a positive int (rows of logits per chunk), got {chunk_rows!r}")
     return chunk_rows
 
 
@@ -366,6 +377,8 @@ def _fused_linear_cb_cross_entropy(
     """
     n = hidden.shape[0]
     c = weight.shape[0]
+    if _checks_enabled() and not (kernel == "native" and hidden.device.type == "cpu"):  # the C++ CPU kernel checks
+        check_targets_in_range(target, c, ignore_index)
     grad_reduction = 0 if row_scale is not None else reduction
     aux, denom = loss_aux(target, class_weight, c, ignore_index, grad_reduction)
     loss_rows = torch.empty(n, device=hidden.device, dtype=torch.float32)
@@ -475,21 +488,43 @@ def _fake_bce(hidden, weight, targets, bias, loss_weight, pos_weight, elem_scale
     return _fake_outputs(hidden, weight, bias, loss_shape, grad_hidden, grad_weight, grad_bias)
 
 
+def _ce_op_reference(hidden, weight, target, bias, class_weight, margins, logit_bias, row_scale, scale, focal_gamma,
+                     label_smoothing, ignore_index, reduction, chunk_rows, kernel, grad_hidden, grad_weight, grad_bias):
+    """pycmlt::fused_linear_cb_cross_entropy through F.linear and the differentiable `torch` reference."""
+    loss = cross_entropy_reference(F.linear(hidden, weight, bias), target, class_weight, margins, logit_bias,
+                                   scale=scale, focal_gamma=focal_gamma, label_smoothing=label_smoothing,
+                                   ignore_index=ignore_index,
+                                   reduction="none" if row_scale is not None else reduction_name(reduction))
+    return (loss.float() * row_scale).sum() if row_scale is not None else loss.float()
+
+
+def _bce_op_reference(hidden, weight, targets, bias, loss_weight, pos_weight, elem_scale, focal_gamma, reduction,
+                      chunk_rows, kernel, grad_hidden, grad_weight, grad_bias):
+    """pycmlt::fused_linear_cb_bce through F.linear and the differentiable `torch` reference."""
+    loss = bce_reference(F.linear(hidden, weight, bias), targets, loss_weight, pos_weight, focal_gamma=focal_gamma,
+                         reduction="none" if elem_scale is not None else reduction_name(reduction))
+    return (loss.float() * elem_scale).sum() if elem_scale is not None else loss.float()
+
+
 class _Autograd:
     """Autograd of a fused op: scale the gradients kept by the forward pass (mean/sum), or, for
     reduction 'none', call the op again with the incoming gradient as its per-row (CE) or
-    per-element (BCE) scale and reduction 'sum'."""
+    per-element (BCE) scale and reduction 'sum'. Under create_graph=True, the differentiable
+    recomputation through the `torch` reference (recompute_grads)."""
 
-    def __init__(self, qualname: str, scale_index: int, reduction_index: int):
+    def __init__(self, qualname: str, scale_index: int, reduction_index: int, reference):
         self.qualname = qualname
         self.scale_index = scale_index
         self.reduction_index = reduction_index
+        self.reference = reference
 
     def setup_context(self, ctx, inputs, output):
         ctx.mark_non_differentiable(*output[1:])
         ctx.set_materialize_grads(False)
         ctx.reduction = inputs[self.reduction_index]
         ctx.num_inputs = len(inputs)
+        ctx.computed = inputs[-3:]  # which gradients the forward pass wrote (an N = 0 one is empty, not absent)
+        keep_inputs(ctx, inputs, self.reference)
         if ctx.reduction == 0:
             ctx.inputs = [None if isinstance(v, torch.Tensor) else v for v in inputs]
             ctx.tensor_slots = [i for i, v in enumerate(inputs) if isinstance(v, torch.Tensor)]
@@ -501,10 +536,12 @@ class _Autograd:
         out = [None] * ctx.num_inputs
         if grad_loss is None:
             return tuple(out)
+        if torch.is_grad_enabled():
+            return recompute_grads(ctx, (grad_loss,), (0, 1, 3))
         needs = ctx.needs_input_grad
         if ctx.reduction != 0:
-            for slot, saved in zip((0, 1, 3), ctx.saved_tensors):
-                if needs[slot] and saved.numel():
+            for slot, computed, saved in zip((0, 1, 3), ctx.computed, ctx.saved_tensors):
+                if needs[slot] and computed:
                     out[slot] = scale_saved_grad(saved, grad_loss)
             return tuple(out)
         inputs = list(ctx.inputs)
@@ -524,5 +561,5 @@ class _Autograd:
         torch.library.register_autograd(self.qualname, self.backward, setup_context=self.setup_context)
 
 
-_Autograd("pycmlt::fused_linear_cb_cross_entropy", scale_index=7, reduction_index=12).register()
-_Autograd("pycmlt::fused_linear_cb_bce", scale_index=6, reduction_index=8).register()
+_Autograd("pycmlt::fused_linear_cb_cross_entropy", scale_index=7, reduction_index=12, reference=_ce_op_reference).register()
+_Autograd("pycmlt::fused_linear_cb_bce", scale_index=6, reduction_index=8, reference=_bce_op_reference).register()
