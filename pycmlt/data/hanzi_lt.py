@@ -30,13 +30,13 @@ Protocol (defaults in brackets; README "hanzi-lt" documents it for users):
   transform does not flip images (meta["flip_ok"] is False): a mirrored character is not the character.
 
 Size [32 px, 2 fonts per training character]: emoji-lt's default (9,015 training images at 32 px)
-takes about 4-4.5 min for 12 epochs of resnet32 on 2 CPU cores, about 2.5 ms per training image and
-epoch. Six minutes at that rate is about 12,000 training images. Two fonts per training character
-give about 10,900 training images (5,464 characters), plus 2,130 val images per epoch (10 per class,
-forward only, about a third of a training image each) and 6,390 test images once: about 5.5 min per
-12-epoch run, with 1,473 distinct test characters. 48 px would cost 2.25 times more per image, leaving
-under one rendering per training character; at 32 px the radical, the distinguishing component, is
-legible in every style.
+takes about 4-4.5 min for 12 epochs of resnet32 on 2 CPU cores: about 2.5 ms per training image
+and epoch, so 6 minutes buy about 12,000 training images. Two fonts per training character give
+10,631 training images (5,351 characters; seed 0), 12 x 10,631 x 2.5 ms = 5.3 min, plus 2,130 val
+images (forward only, about a third of a training image each: 0.3 min if evaluated every epoch) and
+6,390 test images once (1,285 distinct characters): at most about 5.7 min per 12-epoch run. 48 px
+would cost 2.25 times more per image, leaving under one rendering per training character; at 32 px
+the radical, the component that decides the class, is legible in every style.
 
 The dataset is deterministic for (sources, seed, options) and is cached as one .npz under the cache
 directory (pycmlt.data.cache); a second call loads it in well under a second.
