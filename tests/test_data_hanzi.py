@@ -30,7 +30,8 @@ def test_definition_words_drop_stop_words_numbers_radical_and_cross_references()
     assert definition_words("wide, extensive, broad; rad. 53") == ["wide", "extensive", "broad"]
     assert definition_words("(same as U+4E18 丘) hillock or mound") == ["hillock", "mound"]
     assert definition_words("to be the 3rd of the 12 branches; 3.3 meters") == ["branches", "meters"]
-    assert definition_words("one's own; a river in Jiāngxī; place name (深水埗)") == ["own", "river", "jiāngxī", "place", "name"]
+    assert definition_words("one's own; a river in Jiāngxī; place name (深水埗)") == \
+        ["own", "river", "jiāngxī", "place", "name"]
     assert definition_words("used with “pong” (U+4E53 乓) for “ping pong”") == ["pong", "ping"]
 
 
@@ -291,7 +292,8 @@ def test_renderings_are_deterministic_and_the_cache_is_reused(small_build):
     renderers = {f: HanziRenderer(p, f) for f, p in find_hanzi_sources().fonts.items()}
     for i in np.random.default_rng(0).choice(len(train), 8, replace=False):
         info = train.info(i)
-        img = renderers[info["font"]].render(info["char"], 16, np.random.default_rng([0, int(train._char[i]), info["rendering"]]))
+        rng = np.random.default_rng([0, int(train._char[i]), info["rendering"]])
+        img = renderers[info["font"]].render(info["char"], 16, rng)
         assert np.array_equal(img, train.images[i].permute(1, 2, 0).numpy())
     with pytest.raises(KeyError, match="has no glyph"):
         renderers["ukai"].glyph("\u39d0")

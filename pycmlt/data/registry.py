@@ -40,7 +40,8 @@ ALIASES = {"emoji": "emoji-lt", "emojilt": "emoji-lt", "hanzi": "hanzi-lt", "han
            "nuswide": "nus-wide", "nus_wide": "nus-wide", "vireo": "vireo-food-172", "vireofood172": "vireo-food-172",
            "vireo-food172": "vireo-food-172", "vireofood-172": "vireo-food-172"}
 SPLITS_OF = {"emoji-lt": ("train", "test"), "hanzi-lt": ("train", "val", "test"), "synthetic": ("train", "val", "test"),
-             "nus-wide": ("train", "test"), "vireo-food-172": ("train", "val", "test"), "manifest": ("train", "val", "test")}
+             "nus-wide": ("train", "test"), "vireo-food-172": ("train", "val", "test"),
+             "manifest": ("train", "val", "test")}
 
 
 def register_dataset(name: str, factory: Callable[..., LTDataset], splits=("train", "test")) -> None:
