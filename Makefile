@@ -7,7 +7,7 @@ DEPS_STAMP := $(VENV)/.stamp-deps
 BUILD_STAMP := $(VENV)/.stamp-build
 NATIVE_SOURCES := $(shell find csrc -type f 2>/dev/null) CMakeLists.txt pyproject.toml
 
-.PHONY: demo test build bench clean emoji-packages
+.PHONY: demo test build bench clean emoji-packages hanzi-packages
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,17 @@ build: $(BUILD_STAMP)
 emoji-packages:
 	scripts/ensure_emoji_packages.sh
 
+# The Debian packages hanzi-lt is built from (unicode-data and four CJK fonts; same rules).
+hanzi-packages:
+	scripts/ensure_hanzi_packages.sh
+
 test: $(BUILD_STAMP)
 	@scripts/ensure_emoji_packages.sh || echo "warning: emoji-lt packages unavailable; the emoji-lt tests will be skipped"
+	@scripts/ensure_hanzi_packages.sh || echo "warning: hanzi-lt packages unavailable; the hanzi-lt tests will be skipped"
 	$(PY) -m pytest tests -q
 
 demo: $(BUILD_STAMP) emoji-packages
+	@scripts/ensure_hanzi_packages.sh || echo "warning: hanzi-lt packages unavailable; hanzi-lt cannot be built"
 	$(PY) -m pycmlt demo
 
 # Every benchmark suite on the CPU (full shapes; minutes), then REPORT.md, the plots and the README tables.

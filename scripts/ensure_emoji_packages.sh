@@ -40,31 +40,10 @@ if [ $CHECK_ONLY -eq 1 ]; then
   echo "install them with: sudo apt-get install -y ${missing[*]}"
   exit 1
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "apt-get is not available: install ${missing[*]} (or equivalent files) by hand;" \
-       "see README 'emoji-lt' for the files and the PYCMLT_EMOJI_* variables that point to them" >&2
+"$(dirname "$0")/apt_install.sh" "${missing[@]}" || {
+  echo "see README 'emoji-lt' for the files and the PYCMLT_EMOJI_* variables that point to them" >&2
   exit 1
-fi
-if [ "$(id -u)" -eq 0 ]; then
-  SUDO=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-  SUDO=(sudo -n)
-else
-  echo "not root and no password-less sudo: run  sudo apt-get install -y ${missing[*]}" >&2
-  exit 1
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-echo "+ ${SUDO[*]:-} apt-get install -y --no-install-recommends ${missing[*]}"
-if ! "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; then
-  echo "+ ${SUDO[*]:-} apt-get update  (package lists were not current)"
-  "${SUDO[@]}" apt-get update -q || true
-  echo "+ ${SUDO[*]:-} apt-get install -y --no-install-recommends ${missing[*]}"
-  "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}" || {
-    echo "apt-get could not install ${missing[*]}" >&2
-    exit 1
-  }
-fi
+}
 
 for pkg in "${missing[@]}"; do
   if [ "$pkg" = libfribidi0 ]; then

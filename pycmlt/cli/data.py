@@ -1,6 +1,7 @@
 """`pycmlt data`: build dataset caches and print dataset statistics.
 
     pycmlt data build emoji-lt [--size 32] [--seed 0] [--rebuild]
+    pycmlt data build hanzi-lt [--option heldout_font=ukai]
     pycmlt data info emoji-lt [--split test]
     pycmlt data info nus-wide --root /data/NUS-WIDE --option mode=single-label --option imbalance_ratio=100
     pycmlt data info manifest --root my_data.csv --json
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
+
+CACHED = ("emoji-lt", "hanzi-lt")  # built-in datasets rendered into the cache (take rebuild, cache_root)
 
 
 def _parse_value(text: str):
@@ -35,9 +38,9 @@ def _options(args) -> dict:
 
 
 def _common(p):
-    p.add_argument("dataset", help="emoji-lt, synthetic, nus-wide, vireo-food-172 or manifest")
+    p.add_argument("dataset", help="emoji-lt, hanzi-lt, synthetic, nus-wide, vireo-food-172 or manifest")
     p.add_argument("--root", help="dataset folder (manifest: the .csv/.jsonl file or a folder of split files)")
-    p.add_argument("--size", type=int, default=None, help="image resolution (emoji-lt/synthetic default 32)")
+    p.add_argument("--size", type=int, default=None, help="image resolution (emoji-lt/hanzi-lt/synthetic default 32)")
     p.add_argument("--seed", type=int, default=None, help="seed of renderings/splits (default 0)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="any other loader option, e.g. --option mode=single-label (values parsed as JSON)")
@@ -48,7 +51,7 @@ def add_parser(sub, name):
     dsub = p.add_subparsers(dest="data_command", required=True)
     b = dsub.add_parser("build", help="build (or find) a dataset's cache and report its class counts")
     _common(b)
-    b.add_argument("--rebuild", action="store_true", help="build again even if the cache exists (emoji-lt)")
+    b.add_argument("--rebuild", action="store_true", help="build again even if the cache exists (emoji-lt, hanzi-lt)")
     b.add_argument("--cache-dir", help="cache root (default $PYCMLT_CACHE_DIR, $XDG_CACHE_HOME/pycmlt or ~/.cache/pycmlt)")
     b.set_defaults(run=run_build)
     i = dsub.add_parser("info", help="class counts, imbalance ratio and shot groups of a split")
@@ -70,7 +73,7 @@ def run_build(args) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if name == "emoji-lt":
+    if name in CACHED:
         opts.update(rebuild=args.rebuild, verbose=True)
         if args.cache_dir:
             opts["cache_root"] = args.cache_dir
@@ -79,7 +82,7 @@ def run_build(args) -> int:
     except (OSError, ValueError, TypeError) as e:  # missing packages/files, bad layout, bad option
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if name == "emoji-lt":
+    if name in CACHED:
         print(f"cache: {ds.meta['cache_path']}")
     print(format_summary(ds.summary(), ds.classes, show_classes=0))
     return 0

@@ -1,6 +1,6 @@
-"""The dataset interface shared by every pycmlt dataset (emoji-lt, synthetic, NUS-WIDE, VireoFood-172,
-manifest) and its two storage flavours: images held in memory (`ArrayDataset`) and images read from
-files (`FileDataset`).
+"""The dataset interface shared by every pycmlt dataset (emoji-lt, hanzi-lt, synthetic, NUS-WIDE,
+VireoFood-172, manifest) and its two storage flavours: images held in memory (`ArrayDataset`) and
+images read from files (`FileDataset`).
 
 Every dataset object is one split and exposes:
   classes        list[str]            class names; labels index into it
@@ -162,7 +162,7 @@ class LTDataset(Dataset):
 
 
 class ArrayDataset(LTDataset):
-    """Images held in memory as one uint8 tensor [N, 3, S, S] (emoji-lt, synthetic)."""
+    """Images held in memory as one uint8 tensor [N, 3, S, S] (emoji-lt, hanzi-lt, synthetic)."""
 
     def __init__(self, images: torch.Tensor, **kw):
         images = torch.as_tensor(images)

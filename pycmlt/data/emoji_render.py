@@ -11,7 +11,8 @@ emoji at resolution S:
    over a solid background colour drawn uniformly from RGB (background="random") or white;
 5. the canvas is reduced to S x S (box filter when F is a multiple of S, else Lanczos).
 All draws come from the numpy Generator passed in, so a rendering is a pure function of
-(glyph, S, generator state).
+(glyph, S, generator state). `render_glyph` is shared with hanzi-lt, whose glyphs are coverage masks
+(mode "L") drawn in the ink (black or white) that contrasts more with the drawn background.
 """
 from __future__ import annotations
 
@@ -76,28 +77,51 @@ class EmojiRenderer:
 
     @staticmethod
     def canvas_size(size: int) -> int:
-        return max(size, min(4 * size, 256))
+        return canvas_size(size)
 
     def render(self, glyph: Image.Image, size: int, rng: np.random.Generator,
                aug: RenderAugment = RenderAugment()) -> np.ndarray:
         """uint8 [size, size, 3] augmented rendering of `glyph` (see the module doc)."""
-        f = self.canvas_size(size)
-        s = rng.uniform(*aug.scale)
-        theta = rng.uniform(-aug.max_rotation, aug.max_rotation)
-        dx, dy = rng.uniform(-aug.max_shift, aug.max_shift, size=2)
-        bg = tuple(int(v) for v in rng.integers(0, 256, size=3)) if aug.background == "random" else (255, 255, 255)
-        w, h = glyph.size
-        factor = s * f / max(w, h)
-        # premultiplied alpha while resampling, so transparent (black) pixels do not darken the edges
-        g = glyph.convert("RGBa").resize((max(1, round(w * factor)), max(1, round(h * factor))),
-                                         Image.Resampling.BILINEAR)
+        return render_glyph(glyph, size, rng, aug)
+
+
+def canvas_size(size: int) -> int:
+    """The side of the canvas a rendering at `size` is drawn on (4x, at most 256, at least `size`)."""
+    return max(size, min(4 * size, 256))
+
+
+def contrasting_ink(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black on a light background, white on a dark one (Rec. 601 luma against mid-grey)."""
+    r, g, b = background
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b >= 127.5 else (255, 255, 255)
+
+
+def render_glyph(glyph: Image.Image, size: int, rng: np.random.Generator,
+                 aug: RenderAugment = RenderAugment()) -> np.ndarray:
+    """uint8 [size, size, 3] augmented rendering of `glyph` (see the module doc): an RGBA colour
+    glyph, or an "L" coverage mask drawn in the ink that contrasts with the background."""
+    f = canvas_size(size)
+    s = rng.uniform(*aug.scale)
+    theta = rng.uniform(-aug.max_rotation, aug.max_rotation)
+    dx, dy = rng.uniform(-aug.max_shift, aug.max_shift, size=2)
+    bg = tuple(int(v) for v in rng.integers(0, 256, size=3)) if aug.background == "random" else (255, 255, 255)
+    w, h = glyph.size
+    factor = s * f / max(w, h)
+    new_size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    if glyph.mode == "L":  # a coverage mask: transform it, then paint the ink through it
+        g = glyph.resize(new_size, Image.Resampling.BILINEAR)
         if theta != 0.0:
             g = g.rotate(theta, resample=Image.Resampling.BILINEAR, expand=True)
-        g = g.convert("RGBA")
-        canvas = Image.new("RGB", (f, f), bg)
-        x = round((f - g.width) / 2 + dx * f)
-        y = round((f - g.height) / 2 + dy * f)
-        canvas.paste(g, (x, y), g)
-        if f != size:
-            canvas = canvas.reduce(f // size) if f % size == 0 else canvas.resize((size, size), Image.Resampling.LANCZOS)
-        return np.asarray(canvas, dtype=np.uint8)
+        source = contrasting_ink(bg)
+    else:  # premultiplied alpha while resampling, so transparent (black) pixels do not darken the edges
+        g = glyph.convert("RGBa").resize(new_size, Image.Resampling.BILINEAR)
+        if theta != 0.0:
+            g = g.rotate(theta, resample=Image.Resampling.BILINEAR, expand=True)
+        g = source = g.convert("RGBA")
+    canvas = Image.new("RGB", (f, f), bg)
+    x = round((f - g.width) / 2 + dx * f)
+    y = round((f - g.height) / 2 + dy * f)
+    canvas.paste(source, (x, y, x + g.width, y + g.height), g)
+    if f != size:
+        canvas = canvas.reduce(f // size) if f % size == 0 else canvas.resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(canvas, dtype=np.uint8)

@@ -20,6 +20,7 @@ from pycmlt.data.dataset import LTDataset
 
 BUILTIN = {  # name -> (module under pycmlt.data, loader function); imported on first use
     "emoji-lt": ("emoji_lt", "load_emoji_lt"),
+    "hanzi-lt": ("hanzi_lt", "load_hanzi_lt"),
     "synthetic": ("synthetic", "load_synthetic"),
     "nus-wide": ("nus_wide", "load_nus_wide"),
     "vireo-food-172": ("vireo_food", "load_vireo_food172"),
@@ -35,11 +36,11 @@ def _lazy(module: str, function: str) -> Callable[..., LTDataset]:
 
 
 DATASETS: dict[str, Callable[..., LTDataset]] = {name: _lazy(*target) for name, target in BUILTIN.items()}
-ALIASES = {"emoji": "emoji-lt", "emojilt": "emoji-lt", "nuswide": "nus-wide", "nus_wide": "nus-wide",
-           "vireo": "vireo-food-172", "vireofood172": "vireo-food-172", "vireo-food172": "vireo-food-172",
-           "vireofood-172": "vireo-food-172"}
-SPLITS_OF = {"emoji-lt": ("train", "val", "test"), "synthetic": ("train", "val", "test"),
-             "nus-wide": ("train", "val", "test"),
+ALIASES = {"emoji": "emoji-lt", "emojilt": "emoji-lt", "hanzi": "hanzi-lt", "hanzilt": "hanzi-lt",
+           "nuswide": "nus-wide", "nus_wide": "nus-wide", "vireo": "vireo-food-172", "vireofood172": "vireo-food-172",
+           "vireo-food172": "vireo-food-172", "vireofood-172": "vireo-food-172"}
+SPLITS_OF = {"emoji-lt": ("train", "val", "test"), "hanzi-lt": ("train", "val", "test"),
+             "synthetic": ("train", "val", "test"), "nus-wide": ("train", "val", "test"),
              "vireo-food-172": ("train", "val", "test"), "manifest": ("train", "val", "test")}
 
 
