@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -76,3 +77,30 @@ def write_json_atomic(path: str | Path, obj) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(obj, f, ensure_ascii=False, indent=1)
     os.replace(tmp, path)
+
+
+def rendered_dataset_path(name: str, sources, options: dict, image_size: int, seed: int, format_version: int,
+                          root: str | Path | None) -> Path:
+    """Cache file of a dataset rendered from installed sources (emoji-lt, hanzi-lt): keyed by the
+    format, the build options and the fingerprints of every source file, so any change rebuilds."""
+    key = cache_key({"format": format_version, "options": options,
+                     "sources": [file_fingerprint(p) for p in sources.files()]})
+    return (Path(root) if root else cache_dir()) / name / f"{name}-{image_size}px-seed{seed}-{key}.npz"
+
+
+def build_log(message: str, verbose: bool) -> None:
+    """A dataset build's progress line (stderr), when verbose."""
+    if verbose:
+        print(message, file=sys.stderr, flush=True)
+
+
+def load_or_rebuild(name: str, build, verbose: bool) -> tuple[Path, dict, dict[str, np.ndarray]]:
+    """(path, meta, arrays) of the cache file `build(False)` returns; a file that cannot be read is
+    built again once, with `build(True)`."""
+    path = build(False)
+    try:
+        return (path, *load_npz(path))
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        build_log(f"{name}: cache file {path} is unreadable ({e}); rebuilding", verbose)
+        path = build(True)
+        return (path, *load_npz(path))

@@ -33,8 +33,6 @@ directory (pycmlt.data.cache); a second call loads it in well under a second.
 """
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -43,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pycmlt.data.cache import cache_dir, cache_key, file_fingerprint, load_npz, save_npz_atomic, write_json_atomic
+from pycmlt.data.cache import build_log, load_or_rebuild, rendered_dataset_path, save_npz_atomic, write_json_atomic
 from pycmlt.data.dataset import ArrayDataset
 from pycmlt.data.emoji_bases import base_key
 from pycmlt.data.emoji_render import EmojiRenderer, RenderAugment
@@ -174,14 +172,7 @@ def plan_split(entries: list[EmojiEntry], opts: EmojiLTOptions) -> dict:
 
 
 def _cache_path(sources, opts: EmojiLTOptions, root: Path | None) -> Path:
-    key = cache_key({"format": FORMAT_VERSION, "options": opts.to_dict(),
-                     "sources": [file_fingerprint(p) for p in sources.files()]})
-    return (Path(root) if root else cache_dir()) / "emoji-lt" / f"emoji-lt-{opts.image_size}px-seed{opts.seed}-{key}.npz"
-
-
-def _log(msg: str, verbose: bool) -> None:
-    if verbose:
-        print(msg, file=sys.stderr, flush=True)
+    return rendered_dataset_path("emoji-lt", sources, opts.to_dict(), opts.image_size, opts.seed, FORMAT_VERSION, root)
 
 
 def build_emoji_lt(opts: EmojiLTOptions = EmojiLTOptions(), *, cache_root: str | Path | None = None,
@@ -202,7 +193,7 @@ def build_emoji_lt(opts: EmojiLTOptions = EmojiLTOptions(), *, cache_root: str |
     by_emoji: dict[int, list[int]] = defaultdict(list)
     for n, (e, _, _) in enumerate(items):
         by_emoji[e].append(n)
-    _log(f"emoji-lt: rendering {len(items)} images of {len(by_emoji)} emoji at {size}x{size} "
+    build_log(f"emoji-lt: rendering {len(items)} images of {len(by_emoji)} emoji at {size}x{size} "
          f"(seed {opts.seed}) into {path}", verbose)
     for e in sorted(by_emoji):
         glyph = renderer.glyph(entries[e].text)
@@ -240,7 +231,7 @@ def build_emoji_lt(opts: EmojiLTOptions = EmojiLTOptions(), *, cache_root: str |
     }
     save_npz_atomic(path, meta, images=images, emoji=emoji_idx, rendering=rendering, split=split, labels=labels)
     write_json_atomic(path.with_suffix(".json"), {k: v for k, v in meta.items() if k != "emoji"})
-    _log(build_report(meta), verbose)
+    build_log(build_report(meta), verbose)
     return path
 
 
@@ -309,13 +300,9 @@ def load_emoji_lt(split: str = "train", *, image_size: int = 32, seed: int = 0, 
                           val_base_fraction=val_base_fraction, val_per_class=val_per_class,
                           augment=augment_render or RenderAugment())
     sources = find_emoji_sources(font, emoji_test, annotations)
-    path = build_emoji_lt(opts, cache_root=cache_root, rebuild=rebuild, verbose=verbose, sources=sources)
-    try:
-        meta, arrays = load_npz(path)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:  # unreadable cache: build again
-        _log(f"emoji-lt: cache file {path} is unreadable ({e}); rebuilding", verbose)
-        path = build_emoji_lt(opts, cache_root=cache_root, rebuild=True, verbose=verbose, sources=sources)
-        meta, arrays = load_npz(path)
+    path, meta, arrays = load_or_rebuild(
+        "emoji-lt", lambda rebuild_now: build_emoji_lt(opts, cache_root=cache_root, rebuild=rebuild or rebuild_now,
+                                                       verbose=verbose, sources=sources), verbose)
     emoji_words_all = [e["words"] for e in meta["emoji"]]
     split_arr = arrays["split"]
     train = split_arr == SPLIT_CODES["train"]

@@ -43,9 +43,7 @@ directory (pycmlt.data.cache); a second call loads it in well under a second.
 """
 from __future__ import annotations
 
-import json
 import re
-import sys
 import time
 import unicodedata
 from collections import defaultdict
@@ -55,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pycmlt.data.cache import cache_dir, cache_key, file_fingerprint, load_npz, save_npz_atomic, write_json_atomic
+from pycmlt.data.cache import build_log, load_or_rebuild, rendered_dataset_path, save_npz_atomic, write_json_atomic
 from pycmlt.data.dataset import ArrayDataset
 from pycmlt.data.emoji_render import RenderAugment, render_glyph
 from pycmlt.data.hanzi_render import HanziRenderer
@@ -224,14 +222,7 @@ def _eval_order(chars: list[int], fonts_of, rng: np.random.Generator, later=None
 
 
 def _cache_path(sources, opts: HanziLTOptions, root: Path | None) -> Path:
-    key = cache_key({"format": FORMAT_VERSION, "options": opts.to_dict(),
-                     "sources": [file_fingerprint(p) for p in sources.files()]})
-    return (Path(root) if root else cache_dir()) / "hanzi-lt" / f"hanzi-lt-{opts.image_size}px-seed{opts.seed}-{key}.npz"
-
-
-def _log(msg: str, verbose: bool) -> None:
-    if verbose:
-        print(msg, file=sys.stderr, flush=True)
+    return rendered_dataset_path("hanzi-lt", sources, opts.to_dict(), opts.image_size, opts.seed, FORMAT_VERSION, root)
 
 
 def _unicode_version(sources) -> str:
@@ -255,7 +246,7 @@ def build_hanzi_lt(opts: HanziLTOptions = HanziLTOptions(), *, cache_root: str |
     plan = plan_split(entries, opts, {f: r.coverage for f, r in renderers.items()})
     items = sorted(range(len(plan["items"])), key=lambda n: plan["items"][n][:2])  # one glyph per (char, font)
     size = opts.image_size
-    _log(f"hanzi-lt: rendering {len(items)} images of {len(entries)} characters in {len(opts.fonts)} fonts at "
+    build_log(f"hanzi-lt: rendering {len(items)} images of {len(entries)} characters in {len(opts.fonts)} fonts at "
          f"{size}x{size} (seed {opts.seed}) into {path}", verbose)
     images = np.zeros((len(items), size, size, 3), dtype=np.uint8)
     glyph_key, glyph = None, None
@@ -297,7 +288,7 @@ def build_hanzi_lt(opts: HanziLTOptions = HanziLTOptions(), *, cache_root: str |
     save_npz_atomic(path, meta, images=images, char=char_idx, font=font_idx, rendering=rendering, split=split,
                     labels=labels)
     write_json_atomic(path.with_suffix(".json"), {k: v for k, v in meta.items() if k != "chars"})
-    _log(build_report(meta), verbose)
+    build_log(build_report(meta), verbose)
     return path
 
 
@@ -359,13 +350,9 @@ def load_hanzi_lt(split: str = "train", *, image_size: int = 32, seed: int = 0, 
                           test_fraction=test_fraction, val_per_class=val_per_class, test_per_class=test_per_class,
                           heldout_font=heldout_font, augment=augment_render or RenderAugment())
     sources = find_hanzi_sources(unicode_dir, font_paths, opts.fonts)
-    path = build_hanzi_lt(opts, cache_root=cache_root, rebuild=rebuild, verbose=verbose, sources=sources)
-    try:
-        meta, arrays = load_npz(path)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:  # unreadable cache: build again
-        _log(f"hanzi-lt: cache file {path} is unreadable ({e}); rebuilding", verbose)
-        path = build_hanzi_lt(opts, cache_root=cache_root, rebuild=True, verbose=verbose, sources=sources)
-        meta, arrays = load_npz(path)
+    path, meta, arrays = load_or_rebuild(
+        "hanzi-lt", lambda rebuild_now: build_hanzi_lt(opts, cache_root=cache_root, rebuild=rebuild or rebuild_now,
+                                                       verbose=verbose, sources=sources), verbose)
     char_words = [c["words"] for c in meta["chars"]]
     split_arr = arrays["split"]
     if vocab is None:
