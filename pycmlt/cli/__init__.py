@@ -13,6 +13,7 @@ COMMANDS = {
     "demo": "demo",
     "data": "data",
     "words": "words",
+    "analyze": "analyze",
     "bench": "bench",
 }
 
