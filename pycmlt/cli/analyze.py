@@ -13,8 +13,8 @@ def add_parser(sub, name):
     p.add_argument("--out-dir", default="runs/analysis", help="where analysis.json and the PNGs go "
                                                              "(default runs/analysis)")
     p.add_argument("--num-images", type=int, default=8, help="few-shot test images in the Grad-CAM grid (default 8)")
-    p.add_argument("--max-points", type=int, default=2000,
-                   help="test images in each t-SNE, a seeded subset (default 2000); the statistics use all")
+    p.add_argument("--max-points", type=int, default=1000,
+                   help="test images in each t-SNE, a seeded subset (default 1000); the statistics use all")
     p.add_argument("--num-words", type=int, default=3, help="inferred words shown per image for CMLTNet runs")
     p.add_argument("--features", choices=("classifier", "visual"), default="classifier",
                    help="the classifier's input (default) or the backbone's output h_v")

@@ -90,7 +90,7 @@ def _log(progress: bool, message: str) -> None:
 
 
 def analyze_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, num_images: int = 8,
-                 max_points: int = 2000, num_words: int = 3, features: str = "classifier",
+                 max_points: int = 1000, num_words: int = 3, features: str = "classifier",
                  device: str | torch.device = "auto", seed: int = 0, data_root: str | None = None,
                  progress: bool = True) -> dict:
     """Analyses the trained run folders `run_dirs` (`pycmlt train --out-dir`) on their shared test split

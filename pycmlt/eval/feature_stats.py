@@ -99,11 +99,15 @@ def subsample(num_items: int, max_points: int, seed: int) -> np.ndarray:
 
 def tsne_2d(features, seed: int = 0) -> np.ndarray:
     """[N, 2] t-SNE (scikit-learn; PCA initialisation, perplexity min(30, (N - 1) / 3)) of the
-    unit-length features, whose Euclidean distances are monotone in cosine similarity."""
+    unit-length features, whose Euclidean distances are monotone in cosine similarity. Runs on one
+    thread: next to torch's thread pool, scikit-learn's OpenMP threads made it 4-5x slower on a busy
+    2-core machine (1000 points: 22 s on one thread, 89-113 s on two)."""
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     u = F.normalize(torch.as_tensor(features).double(), dim=1).numpy()
     if u.shape[0] < 4:
         raise ValueError(f"t-SNE needs at least 4 points, got {u.shape[0]}")
     perplexity = min(30.0, (u.shape[0] - 1) / 3.0)
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(u)
+    with threadpool_limits(limits=1):
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(u)
