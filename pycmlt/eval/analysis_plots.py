@@ -23,14 +23,18 @@ def _pyplot():
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.15)
     return path
+
+
+def _wrap(text: str, width: int) -> str:
+    """text broken into lines of at most `width` characters, keeping its own line breaks."""
+    return "\n".join(line for part in text.split("\n") for line in (textwrap.wrap(part, width) or [""]))
 
 
 def _wrap_to(fig, text: str, fontsize: float) -> str:
     """text broken into lines that fit the figure's width at this font size."""
-    chars_per_inch = 130 / fontsize
-    return "\n".join(textwrap.wrap(text, max(20, int(fig.get_figwidth() * chars_per_inch))))
+    return _wrap(text, max(20, int(fig.get_figwidth() * 130 / fontsize)))
 
 
 def plot_feature_distribution(panels: dict[str, dict], path: str | Path, title: str) -> Path:
@@ -101,37 +105,43 @@ def plot_attention_grid(images: np.ndarray, row_titles: list[str], columns: dict
     """images: [B, H, W, 3] uint8 inputs; row_titles: one per image (its true class); columns: run
     name -> {"maps": [B, H, W] Grad-CAM in [0, 1], "titles": [B] the prediction of each image,
     "correct": [B] bool, "words": [B] inferred words or None}. Rows are images; the first column the
-    input, then one column per run with its heatmap over the image and, for a CMLTNet with word
-    inference, the words it infers under it."""
+    input, then one column per run with its heatmap over the image (opacity grows with the heat, so a
+    map without support for the class leaves the image bare) and, for a CMLTNet with word inference,
+    the words it infers under it."""
     plt = _pyplot()
     names = list(columns)
     has_words = any(c.get("words") is not None for c in columns.values())
     rows, cols = len(images), 1 + len(names)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, (2.9 if has_words else 2.6) * rows + 0.6),
-                             squeeze=False)
+    header = 1.2  # inches above the grid: the title and the column names (the blank rest is cropped)
+    height = (3.2 if has_words else 2.8) * rows + header
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, height), squeeze=False)
     for r in range(rows):
         ax = axes[r, 0]
         ax.imshow(images[r])
-        ax.set_title("\n".join(textwrap.wrap(row_titles[r], 26)), fontsize=8)
+        ax.set_title(_wrap(row_titles[r], 26), fontsize=8)
         for c, name in enumerate(names, start=1):
             column = columns[name]
             ax = axes[r, c]
             ax.imshow(images[r])
-            ax.imshow(column["maps"][r], cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+            heat = np.asarray(column["maps"][r], dtype=float)
+            ax.imshow(heat, cmap="jet", alpha=0.65 * heat, vmin=0.0, vmax=1.0)
             ok = bool(column["correct"][r])
-            ax.set_title("\n".join(textwrap.wrap(column["titles"][r], 26)), fontsize=8,
+            ax.set_title(_wrap(column["titles"][r], 26), fontsize=8,
                          color="#1a7f37" if ok else "#c62828")
             words = column.get("words")
             if words is not None:
-                ax.set_xlabel("\n".join(textwrap.wrap("words: " + ", ".join(words[r]), 30)), fontsize=7)
+                ax.set_xlabel(_wrap("words: " + ", ".join(words[r]), 30), fontsize=7)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.tight_layout(rect=(0, 0, 1, 1 - header / height))
+    fig.canvas.draw()  # the first row's titles now have their extent: the column names go just above them
+    to_figure = fig.transFigure.inverted()
+    above = max(axes[0, c].title.get_window_extent().transformed(to_figure).y1 for c in range(cols)) + 0.06 / height
     for c, name in enumerate(["input (true class)", *names]):
-        axes[0, c].annotate(name, (0.5, 1.0), xycoords="axes fraction", xytext=(0, 26), textcoords="offset points",
-                            ha="center", va="bottom", fontsize=10, fontweight="bold")
-    fig.suptitle(_wrap_to(fig, title, 11), fontsize=11)
-    fig.tight_layout()
+        box = axes[0, c].get_position()
+        fig.text((box.x0 + box.x1) / 2, above, name, ha="center", va="bottom", fontsize=10, fontweight="bold")
+    fig.text(0.5, above + 0.3 / height, _wrap_to(fig, title, 11), ha="center", va="bottom", fontsize=11)
     out = _save(fig, path)
     plt.close(fig)
     return out

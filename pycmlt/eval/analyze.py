@@ -185,8 +185,9 @@ def analyze_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, num_ima
                               "shot group (top); per-group intra-class cosine and nearest-class margin (bottom)")
     row_titles = [f"{a['class']}\n({a['group']}, {a['train_count']} train)" for a in analysis["attention_images"]]
     plot_attention_grid(raw, row_titles, attention_columns, out_dir / ATTENTION_FIGURE,
-                        f"Grad-CAM of the true class's logit on {configs[0].dataset} tail-class test images "
-                        "(title: prediction, green right / red wrong)")
+                        f"Grad-CAM of the true class's logit on {configs[0].dataset} few-shot test images "
+                        "(no overlay: no location supports the true class; title: the run's prediction, green right, "
+                        "red wrong)")
     analysis["figures"] = {"feature_distribution": FEATURE_FIGURE, "attention": ATTENTION_FIGURE}
     write_json_atomic(out_dir / ANALYSIS, analysis)
     _log(progress, f"analyze: wrote {out_dir / ANALYSIS}, {out_dir / FEATURE_FIGURE} and {out_dir / ATTENTION_FIGURE}")
