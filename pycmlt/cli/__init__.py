@@ -18,6 +18,7 @@ COMMANDS = {
     "demo": "demo",
     "data": "data",
     "words": "words",
+    "analyze": "analyze",
     "bench": "bench",
 }
 USAGE_EXIT = 2     # the run could not start: bad option, missing file, locked folder, ...

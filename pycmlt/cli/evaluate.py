@@ -18,14 +18,10 @@ def run(args) -> int:
     import torch
 
     from pycmlt.data import collate
-    from pycmlt.training.config import TrainConfig
-    from pycmlt.training.loop import evaluate_model, load_datasets, load_model, resolve_device
+    from pycmlt.training.loop import evaluate_model, load_datasets, load_run, resolve_device
     from pycmlt.training.report import format_metrics_table
 
-    model, meta = load_model(args.run_dir, resolve_device(args.device))
-    config = TrainConfig.from_dict(meta["train_config"])
-    if args.data_root:
-        config = config.replace(data_root=args.data_root)
+    model, meta, config = load_run(args.run_dir, resolve_device(args.device), data_root=args.data_root)
     _, test_set = load_datasets(config)
     counts = torch.as_tensor(meta["class_counts"], dtype=torch.float32)
     metrics = evaluate_model(model, config, test_set, counts, meta["vocab"], meta["multi_label"],

@@ -17,13 +17,12 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from pycmlt.training.config import TrainConfig
-    from pycmlt.training.loop import load_datasets, load_model
+    from pycmlt.training.loop import load_datasets, load_run
     from pycmlt.training.words import format_inferred, images_from_files, test_examples
 
     if not args.images and not args.test_examples:
         raise ValueError("give image files and/or --test-examples N")
-    model, meta = load_model(args.checkpoint, args.device)
+    model, meta, config = load_run(args.checkpoint, args.device)
     if not model.config.use_infer:
         raise ValueError(f"{args.checkpoint}: this model has no cross-modal inference module (trained without "
                          "CMI); word inference needs a cmltnet run without --no-infer")
@@ -31,7 +30,7 @@ def run(args) -> int:
         images = images_from_files(args.images, meta["image"]).to(args.device)
         print(format_inferred(model.infer_words(images, args.k), args.images))
     if args.test_examples:
-        _, test_set = load_datasets(TrainConfig.from_dict(meta["train_config"]))
+        _, test_set = load_datasets(config)
         step = max(1, len(test_set) // args.test_examples)
         print(test_examples(model, test_set, list(range(0, len(test_set), step))[: args.test_examples], args.k))
     return 0

@@ -12,26 +12,38 @@ from pycmlt.training.progress import StepProgress
 
 
 @torch.no_grad()
+def collect_outputs(model: CMLTNet, dataset, fields: tuple[str, ...], *, batch_size: int, device: torch.device,
+                    collate, progress: bool = True, num_workers: int = 0) -> dict:
+    """The model's outputs `fields` (CMLTNetOutput attribute names, e.g. "logits", "features", "s") for
+    every example of `dataset`, from its images alone, as float CPU tensors (None for a field the model
+    does not produce), plus "labels" and "words" (the examples' word ids)."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
+    parts = {name: [] for name in fields}
+    labels, words, indices = [], [], []
+    for batch in StepProgress(loader, "evaluate", enabled=progress):
+        if len(batch) == 0:
+            continue
+        out = model(batch.images.to(device))  # no words: inference uses the image alone
+        for name in fields:
+            value = getattr(out, name)
+            if value is not None:
+                parts[name].append(value.float().cpu())
+        labels.append(batch.labels.cpu())
+        words.extend(batch.word_lists())
+        indices.append(batch.indices.cpu())
+    result = {name: torch.cat(chunks) if chunks else None for name, chunks in parts.items()}
+    return {**result, "labels": torch.cat(labels), "words": words, "indices": torch.cat(indices)}
+
+
 def predict(model: CMLTNet, dataset, *, batch_size: int, device: torch.device, collate, progress: bool = True,
             need_semantic: bool = False, num_workers: int = 0, return_indices: bool = False):
     """Logits [N, C], labels, semantic vectors s [N, e] (when asked) and the examples' words; with
     return_indices, also the dataset indices of the rows (unreadable images are skipped)."""
-    model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
-    logits, labels, semantic, words, indices = [], [], [], [], []
-    for batch in StepProgress(loader, "evaluate", enabled=progress):
-        if len(batch) == 0:
-            continue
-        images = batch.images.to(device)
-        out = model(images)  # no words: inference uses the image alone
-        logits.append(out.logits.float().cpu())
-        labels.append(batch.labels.cpu())
-        if need_semantic and out.s is not None:
-            semantic.append(out.s.float().cpu())
-        words.extend(batch.word_lists())
-        indices.append(batch.indices.cpu())
-    out = (torch.cat(logits), torch.cat(labels), torch.cat(semantic) if semantic else None, words)
-    return (*out, torch.cat(indices)) if return_indices else out
+    out = collect_outputs(model, dataset, ("logits", "s") if need_semantic else ("logits",), batch_size=batch_size,
+                          device=device, collate=collate, progress=progress, num_workers=num_workers)
+    result = (out["logits"], out["labels"], out.get("s"), out["words"])
+    return (*result, out["indices"]) if return_indices else result
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, train_counts: torch.Tensor,

@@ -307,6 +307,17 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CM
     return model.to(device).eval(), state
 
 
+def load_run(run_dir: str | Path, device: torch.device | str = "cpu", *,
+             data_root: str | None = None) -> tuple[CMLTNet, dict, TrainConfig]:
+    """A trained run folder: its model and metadata (load_model) and the TrainConfig it was trained
+    with (data_root replaced when given), from which load_datasets rebuilds its data."""
+    model, meta = load_model(run_dir, device)
+    config = TrainConfig.from_dict(meta["train_config"])
+    if data_root:
+        config = config.replace(data_root=data_root)
+    return model, meta, config
+
+
 def save_model(model: CMLTNet, path: Path, config: TrainConfig, train_set) -> None:
     ckpt.atomic_save({"format": ckpt.FORMAT, "model_config": model.to_dict(), "state_dict": model.state_dict(),
                       "classes": list(train_set.classes), "vocab": list(train_set.vocab),
