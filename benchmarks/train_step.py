@@ -29,6 +29,7 @@ from pycmlt.ops.class_balance import class_balanced_weights
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.methods import model_config
 from pycmlt.training.objective import CMLTNetObjective
+from pycmlt.training.precision import MixedPrecision, compiled
 
 EMOJI_LT = {"num_classes": 99, "vocab_size": 2200, "image_size": 32, "min_words": 3, "max_words": 9}
 FULL = {"batch": 128, "backbone": "resnet32", "warmup": 3, "repeat": 10, "profile_steps": 3}
@@ -58,7 +59,8 @@ def synthetic_batch(batch: int, device: torch.device, seed: int = 0) -> dict:
 class Trainer:
     """One model + objective + optimizer, as pycmlt.training.loop builds them, and its step."""
 
-    def __init__(self, method: str, backbone: str, batch: dict, device: torch.device):
+    def __init__(self, method: str, backbone: str, batch: dict, device: torch.device, precision: str = "fp32",
+                 compile: bool = False):
         config = TrainConfig(method=method, backbone=backbone, batch_size=batch["images"].shape[0])
         mcfg = model_config(config, EMOJI_LT["num_classes"], EMOJI_LT["vocab_size"])
         torch.manual_seed(0)
@@ -71,6 +73,8 @@ class Trainer:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=True)
         self.batch = batch
+        self.amp = MixedPrecision(precision, device)
+        self.forward_model = compiled(self.model, compile)
 
     def losses(self, out):
         b = self.batch
@@ -80,13 +84,14 @@ class Trainer:
 
     def forward(self):
         b = self.batch
-        return self.losses(self.model(b["images"], b["word_ids"], b["word_mask"]))
+        with self.amp.autocast():
+            return self.losses(self.forward_model(b["images"], b["word_ids"], b["word_mask"]))
 
     def step(self):
         loss = self.forward()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.amp.backward(loss)
+        self.amp.step(self.optimizer)
 
     def detached_outputs(self):
         """The model's outputs as leaves: the objective alone, its backward stopping at them."""
@@ -200,8 +205,35 @@ def run(device: torch.device, *, quick: bool = False) -> dict:
                       "backbone": cfg["backbone"], "batch": cfg["batch"], **EMOJI_LT,
                       "dtype": "torch.float32", "baseline": "torch", "measurements": ms,
                       "ratios": ratios_against(ms, "torch")})
+    cases.append(precision_case(device, cfg, batch))
     return {"cases": cases, "render": markdown,
             "settings": {k: cfg[k] for k in ("warmup", "repeat", "profile_steps")}}
+
+
+PRECISION_VARIANTS = (("fp32", False), ("bf16", False), ("fp16", False), ("fp32", True), ("bf16", True))
+
+
+def precision_case(device: torch.device, cfg: dict, batch: dict) -> dict:
+    """CMLTNet steps in each training precision, eager and torch.compiled (TrainConfig.precision and
+    .compile), on the automatic backend: step time and images/s against the fp32 eager step."""
+    ms = []
+    for precision, compile_model in PRECISION_VARIANTS:
+        m = Measurement(precision + (" + compile" if compile_model else ""))
+        ms.append(m)
+        if over_budget():
+            m.error = budget_note()
+            continue
+        try:
+            trainer = Trainer("cmltnet", cfg["backbone"], batch, device, precision, compile_model)
+            # compilation happens in the first steps: warm-up covers it
+            m.fwd_bwd_ms = median_ms(trainer.step, device, warmup=cfg["warmup"] + (2 if compile_model else 0),
+                                     repeat=cfg["repeat"])
+            m.extra["images_per_s"] = batch["images"].shape[0] / (m.fwd_bwd_ms * 1e-3)
+        except Exception as exc:
+            m.error = f"{type(exc).__name__}: {exc}"[:500]
+    return {"name": f"CMLTNet precision / compile {cfg['backbone']} batch={cfg['batch']}", "method": "cmltnet",
+            "backbone": cfg["backbone"], "batch": cfg["batch"], **EMOJI_LT, "dtype": "autocast",
+            "baseline": "fp32", "measurements": ms, "ratios": ratios_against(ms, "fp32")}
 
 
 def markdown(payload: dict) -> str:
@@ -210,8 +242,9 @@ def markdown(payload: dict) -> str:
     lines = [f"# {payload['benchmark']} benchmark", "", machine_line(payload), "",
              "Step = forward + backward + SGD step (median). Losses share: torch.profiler attribution "
              "(the objective's forward ranges and the backward nodes they created); 'alone': the objective's "
-             "forward + backward on detached model outputs, over the step time.", "",
-             "| configuration | provider | fwd ms | bwd ms | step ms | images/s | speed-up vs torch | "
+             "forward + backward on detached model outputs, over the step time. Speed-up: against the torch backend, "
+             "and against the fp32 eager step for the precision / compile rows.", "",
+             "| configuration | provider | fwd ms | bwd ms | step ms | images/s | speed-up vs baseline | "
              "losses (profiler) | losses alone | peak extra MB |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for case in payload["cases"]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from pycmlt.ops._backend import BACKENDS
 from pycmlt.ops._checks import check_finite_scalar
 
 SELECT_ON = ("last", "val")
+PRECISIONS = ("fp32", "bf16", "fp16")
 WORD_LOSSES = ("softmax", "bce", "bce-mean")
 WORD_WEIGHTINGS = ("discriminative", "class-balanced", "none")
 METHODS = ("ce", "cb-focal", "ldam-drw", "balanced-softmax", "logit-adjust", "crt", "tau-norm", "cmltnet")
@@ -72,6 +72,8 @@ class TrainConfig:
     weight_decay: float = 2e-4
     warmup_epochs: int = 2
     augment: bool = True
+    precision: str = "fp32"               # "fp32" | "bf16" | "fp16" (autocast; fp16 adds loss scaling)
+    compile: bool = False                 # torch.compile the model for the training forward
     channels_last: bool = True            # NHWC convolutions (about 20% faster on CPU)
     # run
     seed: int = 0
@@ -216,6 +218,9 @@ RULES: dict[str, Rule] = {
     "weight_decay": _real("SGD weight decay"),
     "warmup_epochs": _int("epochs of linear learning-rate warm-up"),
     "augment": Rule("random crops and flips", bool),
+    "precision": _choice("training precision: fp32, or bf16/fp16 autocast (fp16 with loss scaling)",
+                         PRECISIONS),
+    "compile": Rule("torch.compile the model for the training forward (the losses are custom ops already)", bool),
     "channels_last": Rule("NHWC convolutions (about 20% faster on CPU)", bool),
     "seed": _int("seed of the model, sampling and augmentation"),
     "device": Rule("auto, cpu, cuda or cuda:<index>"),

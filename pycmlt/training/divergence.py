@@ -20,14 +20,17 @@ def step_health(loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.T
     return torch.stack([loss.detach().float(), norm.float().to(loss.device)])
 
 
-def check_step(health: list[float], parts: dict, epoch: int, step: int, steps: int, lr: float) -> None:
-    """TrainingDivergedError naming the epoch and step (1-based) when the loss or a gradient is not finite."""
+def check_step(health: list[float], parts: dict, epoch: int, step: int, steps: int, lr: float, *,
+               gradient_overflow_skips: bool = False) -> None:
+    """TrainingDivergedError naming the epoch and step (1-based) when the loss or a gradient is not finite.
+    gradient_overflow_skips: fp16 loss scaling is on, where an overflowing gradient makes the GradScaler
+    skip the step and lower its scale (its normal operation): only the loss is checked then."""
     loss, grad_norm = health
     where = f"training diverged at epoch {epoch + 1}, step {step + 1}/{steps} (lr {lr:.3g})"
     if not math.isfinite(loss):
         terms = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in parts.items())
         raise TrainingDivergedError(f"{where}: the loss is {loss} ({terms}); {ADVICE}")
-    if not math.isfinite(grad_norm):
+    if not math.isfinite(grad_norm) and not gradient_overflow_skips:
         raise TrainingDivergedError(f"{where}: the loss is {loss:.4g} but a gradient is NaN or infinite; {ADVICE}")
 
 

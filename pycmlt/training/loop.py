@@ -27,6 +27,7 @@ from pycmlt.training.divergence import check_parameters, check_step, step_health
 from pycmlt.training.evaluate import classification_metrics, predict, word_inference_metrics
 from pycmlt.training.methods import cosine_lr, cosine_scale, evaluation_logits, model_config
 from pycmlt.training.objective import CMLTNetObjective
+from pycmlt.training.precision import MixedPrecision, compiled
 from pycmlt.training.progress import StepProgress
 from pycmlt.training.report import format_metrics_table, write_metrics
 from pycmlt.training.resume_check import check_resume_config, parse_allowed_keys, stored_config
@@ -203,6 +204,7 @@ def _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, 
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
                                 nesterov=True)
     start_epoch, history = 0, []
+    amp = MixedPrecision(config.precision, device)
     if resume and checkpoint_path.exists():
         state = ckpt.load(checkpoint_path)
         try:
@@ -215,11 +217,13 @@ def _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, 
                                       "it was written by a run with other settings: start a new run in another "
                                       "out_dir") from None
         ckpt.set_rng_state(state["rng"])
+        amp.load_state_dict(state.get("grad_scaler"))
         start_epoch, history = state["epoch"], state["history"]
         if ctx.is_main and config.progress:
             print(f"resuming {config.out_dir} after epoch {start_epoch}/{config.epochs}")
     selector = BestEpoch(config.out_dir, multi_label, history) if val_set is not None else None
     wrapped = ctx.wrap(model, may_skip_parameters=model.words is not None)
+    step_model = compiled(wrapped, config.compile)
     sampler = _sampler(config, train_set, ctx, config.class_balanced_sampling)
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=config.num_workers, drop_last=len(sampler) > config.batch_size)
@@ -227,7 +231,7 @@ def _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, 
     for epoch in range(start_epoch, config.epochs):
         objective.update(epoch)
         sampler.set_epoch(epoch)
-        log = _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, device, ctx)
+        log = _train_epoch(config, step_model, model, objective, optimizer, loader, epoch, device, ctx, amp=amp)
         log["lr"] = optimizer.param_groups[0]["lr"]
         history.append(log)
         if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs and ctx.is_main:
@@ -240,14 +244,17 @@ def _first_stage(config, train_set, test_set, class_counts, vocab, multi_label, 
         if ctx.is_main:
             ckpt.atomic_save({"format": ckpt.FORMAT, "epoch": epoch + 1, "model": model.state_dict(),
                               "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
-                              "rng": ckpt.rng_state(), "history": history, "config": config.to_dict()},
+                              "rng": ckpt.rng_state(), "history": history, "config": config.to_dict(),
+                              "grad_scaler": amp.state_dict()},
                              checkpoint_path)
         ctx.barrier()
     scalars.close()
     return wrapped, history, selector
 
 
-def _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, device, ctx, set_mode=None) -> dict:
+def _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, device, ctx, set_mode=None,
+                 amp: MixedPrecision | None = None) -> dict:
+    amp = amp or MixedPrecision(config.precision, device)
     (set_mode or wrapped.train)()
     gen = epoch_generator(config.seed, epoch, stream=1 + ctx.rank)
     flip = loader.dataset.meta.get("flip_ok", True)
@@ -266,13 +273,16 @@ def _train_epoch(config, wrapped, model, objective, optimizer, loader, epoch, de
             images = images.contiguous(memory_format=torch.channels_last)
         labels = batch.labels.to(device)
         word_ids, word_mask = batch.word_ids.to(device), batch.word_mask.to(device)
-        out = wrapped(images, word_ids, word_mask)
-        loss, parts = objective(out, labels, word_ids, word_mask, model)
+        with amp.autocast():
+            out = wrapped(images, word_ids, word_mask)
+            loss, parts = objective(out, labels, word_ids, word_mask, model)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        amp.backward(loss)
+        amp.unscale(optimizer)
         health = step_health(loss, optimizer).tolist()  # the step's one host sync
-        check_step(health, parts, epoch, step, steps, optimizer.param_groups[0]["lr"])
-        optimizer.step()
+        check_step(health, parts, epoch, step, steps, optimizer.param_groups[0]["lr"],
+                   gradient_overflow_skips=amp.scaling)
+        amp.step(optimizer)
         n = images.shape[0]
         seen += n
         for name, value in {"loss": loss, **parts}.items():

@@ -15,11 +15,13 @@ from pycmlt.errors import ConfigMismatchError
 from pycmlt.training.config import RULES, TrainConfig
 
 # May differ on resume without being allowed: where the run executes and what it prints.
-FREE_ON_RESUME = frozenset({"out_dir", "device", "num_workers", "progress", "tensorboard", "eval_every"})
+FREE_ON_RESUME = frozenset({"out_dir", "device", "num_workers", "progress", "tensorboard", "eval_every",
+                            "compile"})
 # Never allowed: the checkpoint holds a model (or data statistics) of another shape.
 FIXED_ON_RESUME = frozenset({"dataset", "data_root", "data_options", "data_seed", "image_size", "method",
                              "cls_loss", "backbone", "word_dim", "word_vectors", "use_align", "use_infer", "use_fuse",
-                             "fusion", "semantic_head", "text_pooling", "classifier", "stage1"})
+                             "fusion", "semantic_head", "text_pooling", "classifier", "stage1",
+                             "learn_cosine_scale"})
 
 
 def parse_allowed_keys(keys: Iterable[str] | str | None) -> frozenset[str]:
