@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (ValueError, TypeError, OSError, TrainingError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, TrainingError) as exc:  # ImportError: a missing extra
         if os.environ.get("PYCMLT_DEBUG") == "1":
             raise
         print(f"error: {exc}", file=sys.stderr)

@@ -2,7 +2,6 @@
 attention, inferred words) for trained run folders that share a dataset, side by side."""
 from __future__ import annotations
 
-import sys
 
 
 def add_parser(sub, name):
@@ -29,11 +28,7 @@ def add_parser(sub, name):
 def run(args) -> int:
     from pycmlt.eval.analyze import analyze_runs
 
-    try:
-        analyze_runs(args.run_dirs, args.out_dir, num_images=args.num_images, max_points=args.max_points,
-                     num_words=args.num_words, features=args.features, device=args.device, seed=args.seed,
-                     data_root=args.data_root, progress=args.progress)
-    except (OSError, ValueError, TypeError, ImportError) as e:  # bad runs or options, missing data or captum
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    analyze_runs(args.run_dirs, args.out_dir, num_images=args.num_images, max_points=args.max_points,
+                 num_words=args.num_words, features=args.features, device=args.device, seed=args.seed,
+                 data_root=args.data_root, progress=args.progress)
     return 0

@@ -2,7 +2,6 @@
 paired comparison of every method with a reference method."""
 from __future__ import annotations
 
-import sys
 
 from pycmlt.cli.config_args import add_config_arguments, config_from_args
 
@@ -28,12 +27,8 @@ def add_parser(sub, name):
 def run(args) -> int:
     from pycmlt.training.compare import compare
 
-    try:
-        base = config_from_args(args)
-        compare(base, args.methods, args.seeds, base.out_dir, data_seeds=args.data_seeds, reference=args.reference,
-                n_boot=args.bootstrap)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    base = config_from_args(args)
+    compare(base, args.methods, args.seeds, base.out_dir, data_seeds=args.data_seeds, reference=args.reference,
+            n_boot=args.bootstrap)
     print(f"wrote {base.out_dir}/compare.json, compare.md and per_class_accuracy.png")
     return 0

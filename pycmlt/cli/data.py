@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 CACHED = ("emoji-lt", "hanzi-lt")  # built-in datasets rendered into the cache (take rebuild, cache_root)
 
@@ -68,20 +67,12 @@ def run_build(args) -> int:
     from pycmlt.data.registry import canonical_name
 
     opts = _options(args)
-    try:
-        name = canonical_name(args.dataset)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    name = canonical_name(args.dataset)
     if name in CACHED:
         opts.update(rebuild=args.rebuild, verbose=True)
         if args.cache_dir:
             opts["cache_root"] = args.cache_dir
-    try:
-        ds = build_dataset(name, "train", **opts)
-    except (OSError, ValueError, TypeError) as e:  # missing packages/files, bad layout, bad option
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    ds = build_dataset(name, "train", **opts)
     if name in CACHED:
         print(f"cache: {ds.meta['cache_path']}")
     print(format_summary(ds.summary(), ds.classes, show_classes=0))
@@ -91,11 +82,7 @@ def run_build(args) -> int:
 def run_info(args) -> int:
     from pycmlt.data import build_dataset, format_summary
 
-    try:
-        ds = build_dataset(args.dataset, args.split, **_options(args))
-    except (OSError, ValueError, TypeError) as e:  # missing packages/files, bad layout, bad option
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    ds = build_dataset(args.dataset, args.split, **_options(args))
     summary = ds.summary()
     if args.json:
         summary["classes"] = ds.classes

@@ -1,7 +1,6 @@
 """`pycmlt tune --method M --grid key=v1,v2 ...`: hyper-parameters chosen on the val split only."""
 from __future__ import annotations
 
-import sys
 
 from pycmlt.cli.config_args import add_config_arguments, config_from_args
 
@@ -22,12 +21,8 @@ def add_parser(sub, name):
 def run(args) -> int:
     from pycmlt.training.tune import parse_grid, tune
 
-    try:
-        base = config_from_args(args)
-        summary = tune(base, parse_grid(args.grid), base.out_dir, criterion=args.criterion)
-    except (ValueError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    base = config_from_args(args)
+    summary = tune(base, parse_grid(args.grid), base.out_dir, criterion=args.criterion)
     best = summary["best"]
     scores = ", ".join(f"{k} {100 * v:.1f}%" for k, v in best["val"].items() if v is not None)
     print(f"best on val {args.criterion}: {best['overrides']} (val {scores}; epoch {best['selected_epoch']})")
