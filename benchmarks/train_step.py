@@ -27,7 +27,7 @@ from pycmlt.models import CMLTNet
 from pycmlt.ops import available_backends, use_backend
 from pycmlt.ops.class_balance import class_balanced_weights
 from pycmlt.training.config import TrainConfig
-from pycmlt.training.methods import model_config
+from pycmlt.training.model_setup import model_config
 from pycmlt.training.objective import CMLTNetObjective
 
 EMOJI_LT = {"num_classes": 99, "vocab_size": 2200, "image_size": 32, "min_words": 3, "max_words": 9}
@@ -56,7 +56,7 @@ def synthetic_batch(batch: int, device: torch.device, seed: int = 0) -> dict:
 
 
 class Trainer:
-    """One model + objective + optimizer, as pycmlt.training.loop builds them, and its step."""
+    """One model + objective + optimizer, as pycmlt.training.stage_one builds them, and its step."""
 
     def __init__(self, method: str, backbone: str, batch: dict, device: torch.device):
         config = TrainConfig(method=method, backbone=backbone, batch_size=batch["images"].shape[0])

@@ -17,8 +17,9 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
+    from pycmlt.training.checkpoint import load_model
     from pycmlt.training.config import TrainConfig
-    from pycmlt.training.loop import load_datasets, load_model
+    from pycmlt.training.loop import load_datasets
     from pycmlt.training.words import format_inferred, images_from_files, test_examples
 
     if not args.images and not args.test_examples:
