@@ -27,7 +27,7 @@ from pycmlt.models import CMLTNet
 from pycmlt.ops import available_backends, use_backend
 from pycmlt.ops.class_balance import class_balanced_weights
 from pycmlt.training.config import TrainConfig
-from pycmlt.training.methods import model_config
+from pycmlt.training.model_setup import model_config
 from pycmlt.training.objective import CMLTNetObjective
 from pycmlt.training.precision import MixedPrecision, compiled
 
@@ -57,7 +57,7 @@ def synthetic_batch(batch: int, device: torch.device, seed: int = 0) -> dict:
 
 
 class Trainer:
-    """One model + objective + optimizer, as pycmlt.training.loop builds them, and its step."""
+    """One model + objective + optimizer, as pycmlt.training.stage_one builds them, and its step."""
 
     def __init__(self, method: str, backbone: str, batch: dict, device: torch.device, precision: str = "fp32",
                  compile: bool = False):

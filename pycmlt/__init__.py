@@ -1,9 +1,9 @@
 """pycmlt: long-tailed image classification with descriptional words as privileged information
 (CMLTNet), built on fused long-tail and cross-modal loss kernels (C++, CUDA, Triton)."""
+from pycmlt._version import __version__
 from pycmlt import distributed, eval, index, nn, ops, schedules, text  # noqa: A004 (pycmlt.eval shadows the builtin only here)
 from pycmlt.ops import class_balanced_weights, ldam_margins
 
-__version__ = "0.1.0"
 __all__ = ["distributed", "eval", "index", "nn", "ops", "schedules", "text", "class_balanced_weights",
            "ldam_margins", "train", "TrainConfig", "__version__"]
 

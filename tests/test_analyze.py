@@ -184,14 +184,14 @@ def test_analyze_cli_writes_the_json_and_the_figures(two_runs, analyzed):
 
 @pytest.mark.parametrize("run", ["ce", "cmltnet"])
 def test_analyze_statistics_are_those_of_the_run_features(two_runs, analyzed, run):
-    from pycmlt.data import collate
-    from pycmlt.training.evaluate import collect_outputs
-    from pycmlt.training.loop import load_datasets, load_run
+    from pycmlt.training.checkpoint import load_run
+    from pycmlt.training.loop import load_datasets
+    from pycmlt.training.model_evaluation import collect_outputs
 
     model, meta, config = load_run(two_runs[0].parent / run)
     _, test_set = load_datasets(config)
     out = collect_outputs(model, test_set, ("features",), batch_size=64, device=torch.device("cpu"),
-                          collate=collate, progress=False)
+                          progress=False)
     expected = shot_group_feature_stats(out["features"], out["labels"], meta["class_counts"])
     got = analyzed[1]["runs"][run]["groups"]
     for g in ("medium", "few"):

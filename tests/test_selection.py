@@ -14,12 +14,12 @@ from pycmlt.cli.config_args import config_from_args
 from pycmlt.eval.predictions import load_predictions
 from pycmlt.training import TrainConfig, load_model
 from pycmlt.training import checkpoint as ckpt
-from pycmlt.training import loop
+from pycmlt.training import epoch_loop, model_evaluation
 
 
 def scripted_val_scores(monkeypatch, top1s):
     """split_scores returns the given val top-1 per epoch (test scoring is left alone)."""
-    real, calls = loop.split_scores, []
+    real, calls = model_evaluation.split_scores, []
 
     def fake(model, config, dataset, *args):
         if dataset.split != "val":
@@ -27,18 +27,18 @@ def scripted_val_scores(monkeypatch, top1s):
         calls.append(dataset.split)
         return {"top1": top1s[len(calls) - 1], "many": None, "medium": None, "few": 0.5}
 
-    monkeypatch.setattr(loop, "split_scores", fake)
+    monkeypatch.setattr(model_evaluation, "split_scores", fake)
     return calls
 
 
 def count_test_predictions(monkeypatch):
-    real, splits = loop.predict, []
+    real, splits = model_evaluation.predict, []
 
     def counting(model, dataset, **kw):
         splits.append(dataset.split)
         return real(model, dataset, **kw)
 
-    monkeypatch.setattr(loop, "predict", counting)
+    monkeypatch.setattr(model_evaluation, "predict", counting)
     return splits
 
 
@@ -83,18 +83,18 @@ def test_a_killed_run_keeps_its_best_epoch(tmp_path, monkeypatch):
     pycmlt.train(tiny_config(tmp_path, select_on="val", epochs=3, out_dir=str(straight_dir)))
 
     scripted_val_scores(monkeypatch, [0.9, 0.5, 0.4])
-    real_epoch = loop._train_epoch
+    real_epoch = epoch_loop.train_epoch
 
-    def dies_in_epoch_3(config, *args, **kw):
-        if args[5] == 2:
+    def dies_in_epoch_3(run, trainer, epoch):
+        if epoch == 2:
             raise KeyboardInterrupt
-        return real_epoch(config, *args, **kw)
+        return real_epoch(run, trainer, epoch)
 
-    monkeypatch.setattr(loop, "_train_epoch", dies_in_epoch_3)
+    monkeypatch.setattr(epoch_loop, "train_epoch", dies_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         pycmlt.train(tiny_config(tmp_path, select_on="val", epochs=3, out_dir=str(killed_dir)))
     assert ckpt.load(killed_dir / "checkpoint.pt")["epoch"] == 2
-    monkeypatch.setattr(loop, "_train_epoch", real_epoch)
+    monkeypatch.setattr(epoch_loop, "train_epoch", real_epoch)
     scripted_val_scores(monkeypatch, [0.4])  # only epoch 3 is trained (and scored) again
     pycmlt.train(tiny_config(tmp_path, select_on="val", epochs=3, out_dir=str(killed_dir)), resume=True)
     a, b = read_metrics(straight_dir), read_metrics(killed_dir)

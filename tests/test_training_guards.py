@@ -17,8 +17,9 @@ from pycmlt.cli import build_parser, main
 from pycmlt.errors import ConfigMismatchError, RunLockedError, TrainingDivergedError
 from pycmlt.training import TrainConfig
 from pycmlt.training import checkpoint as ckpt
-from pycmlt.training import loop
+from pycmlt.training import epoch_loop
 from pycmlt.training.config import RULES
+from pycmlt.training.objective import CMLTNetObjective
 from pycmlt.training.run_lock import RunLock
 from data_fixtures import write_image
 from test_training import ROOT, tiny_config
@@ -145,7 +146,7 @@ def test_lock_held_by_another_process_is_free_once_it_is_killed(tmp_path):
 
 def _nan_loss_at(monkeypatch, epoch: int, step: int):
     """The objective returns NaN at (epoch, step), both 0-based."""
-    forward, update = loop.CMLTNetObjective.forward, loop.CMLTNetObjective.update
+    forward, update = CMLTNetObjective.forward, CMLTNetObjective.update
     at = {"epoch": -1, "step": 0}
 
     def update_and_track(self, e):
@@ -159,8 +160,8 @@ def _nan_loss_at(monkeypatch, epoch: int, step: int):
         at["step"] += 1
         return loss, parts
 
-    monkeypatch.setattr(loop.CMLTNetObjective, "update", update_and_track)
-    monkeypatch.setattr(loop.CMLTNetObjective, "forward", nan_forward)
+    monkeypatch.setattr(CMLTNetObjective, "update", update_and_track)
+    monkeypatch.setattr(CMLTNetObjective, "forward", nan_forward)
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -175,16 +176,16 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mon
 
 
 def test_nan_parameters_are_never_checkpointed(tmp_path, monkeypatch):
-    original = loop._train_epoch
+    original = epoch_loop.train_epoch
 
-    def poisoned(config, wrapped, model, *args, **kwargs):
-        log = original(config, wrapped, model, *args, **kwargs)
+    def poisoned(run, trainer, epoch):
+        log = original(run, trainer, epoch)
         if log["epoch"] == 2:
             with torch.no_grad():
-                next(model.parameters()).fill_(float("inf"))
+                next(trainer.model.parameters()).fill_(float("inf"))
         return log
 
-    monkeypatch.setattr(loop, "_train_epoch", poisoned)
+    monkeypatch.setattr(epoch_loop, "train_epoch", poisoned)
     with pytest.raises(TrainingDivergedError, match="epoch 2: parameter visual.* is NaN or infinite"):
         pycmlt.train(tiny_config(tmp_path, epochs=3))
     assert ckpt.load(tmp_path / "run" / "checkpoint.pt")["epoch"] == 1

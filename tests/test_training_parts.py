@@ -72,7 +72,7 @@ def test_compare_variants_map_to_config_changes():
 
 
 def test_cmltnet_classifier_and_semantic_scale_follow_the_classification_loss():
-    from pycmlt.training.methods import model_config
+    from pycmlt.training.model_setup import model_config
 
     linear = model_config(TrainConfig(method="cmltnet"), num_classes=5, vocab_size=7)
     assert linear.classifier == "linear" and linear.semantic_scale == 10.0

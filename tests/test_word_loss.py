@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from pycmlt.models import CMLTNet
 from pycmlt.models.heads import CosineClassifier
 from pycmlt.training.config import TrainConfig
-from pycmlt.training.methods import cosine_scale, model_config
+from pycmlt.training.model_setup import model_config
 from pycmlt.training.objective import CMLTNetObjective
+from pycmlt.training.recipes import cosine_scale
 from pycmlt.training.word_weights import discriminative_word_weights, word_class_counts
 
 
@@ -115,7 +116,7 @@ def test_word_and_scale_options_are_validated(field, value):
 
 
 def test_cmltnet_default_classification_loss_works_on_multi_label_data():
-    from pycmlt.training.methods import ClassificationLoss
+    from pycmlt.training.objective import ClassificationLoss
 
     loss = ClassificationLoss(TrainConfig(method="cmltnet"), torch.tensor([9.0, 3.0, 1.0]), multi_label=True)
     assert loss.recipe == "cb-focal"

@@ -24,8 +24,9 @@ def add_parser(sub, name):
 def run(args) -> int:
     from pycmlt.data import build_dataset, format_summary
     from pycmlt.training import TrainConfig
+    from pycmlt.training.checkpoint import load_model
     from pycmlt.training.compare import compare
-    from pycmlt.training.loop import load_datasets, load_model
+    from pycmlt.training.loop import load_datasets
     from pycmlt.training.words import test_examples
 
     start = time.perf_counter()

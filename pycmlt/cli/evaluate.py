@@ -17,14 +17,15 @@ def add_parser(sub, name):
 def run(args) -> int:
     import torch
 
-    from pycmlt.data import collate
-    from pycmlt.training.loop import evaluate_model, load_datasets, load_run, resolve_device
-    from pycmlt.training.report import format_metrics_table
+    from pycmlt.training.checkpoint import load_run
+    from pycmlt.training.loop import load_datasets, resolve_device
+    from pycmlt.training.metrics_report import format_metrics_table
+    from pycmlt.training.model_evaluation import evaluate_model
 
     model, meta, config = load_run(args.run_dir, resolve_device(args.device), data_root=args.data_root)
     _, test_set = load_datasets(config)
     counts = torch.as_tensor(meta["class_counts"], dtype=torch.float32)
     metrics = evaluate_model(model, config, test_set, counts, meta["vocab"], meta["multi_label"],
-                             next(model.parameters()).device, collate)
+                             next(model.parameters()).device)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics_table({config.method: metrics}))
     return 0

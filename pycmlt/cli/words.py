@@ -17,7 +17,8 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from pycmlt.training.loop import load_datasets, load_run
+    from pycmlt.training.checkpoint import load_run
+    from pycmlt.training.loop import load_datasets
     from pycmlt.training.words import format_inferred, images_from_files, test_examples
 
     if not args.images and not args.test_examples:

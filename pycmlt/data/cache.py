@@ -13,10 +13,11 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from pycmlt.atomic_write import atomic_path, atomic_write_json
 
 
 def cache_dir() -> Path:
@@ -45,21 +46,10 @@ def file_fingerprint(path: str | Path) -> dict:
 
 def save_npz_atomic(path: str | Path, meta: dict, **arrays: np.ndarray) -> Path:
     """Write arrays plus `meta` (JSON) into one compressed .npz, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta_bytes = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, __meta__=meta_bytes, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
+        np.savez_compressed(f, __meta__=meta_bytes, **arrays)
+    return Path(path)
 
 
 def load_npz(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -71,12 +61,7 @@ def load_npz(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=1)
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, indent=1, ensure_ascii=False)
 
 
 def rendered_dataset_path(name: str, sources, options: dict, image_size: int, seed: int, format_version: int,

@@ -19,16 +19,15 @@ the space.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 import warnings
 import zlib
 from pathlib import Path
 
 import torch
 
+from pycmlt.atomic_write import atomic_write_bytes
 from pycmlt.data.cache import cache_dir
 from pycmlt.data.image_modes import DEFAULT_BACKGROUND, parse_background
 from pycmlt.data.images import check_resize, check_size, load_image, stat_image
@@ -87,17 +86,9 @@ class DecodedImageCache:
 
     def _write(self, entry: Path, image: torch.Tensor) -> None:
         pixels = image.contiguous().numpy().tobytes()
-        tmp = None
-        try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=entry.name + ".", suffix=".tmp", dir=entry.parent)
-            with os.fdopen(fd, "wb") as f:
-                f.write(pixels + zlib.crc32(pixels).to_bytes(_CRC_BYTES, "little"))
-            os.replace(tmp, entry)
+        try:  # not durable: a torn entry fails its checksum and is decoded again
+            atomic_write_bytes(entry, pixels + zlib.crc32(pixels).to_bytes(_CRC_BYTES, "little"), durable=False)
         except OSError as e:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
             if str(self.folder) not in _warned_unwritable:
                 _warned_unwritable.add(str(self.folder))
                 warnings.warn(f"cannot write the decoded-image cache in {self.folder} ({e}); images are "

@@ -11,15 +11,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from pycmlt.data import collate
 from pycmlt.data.cache import write_json_atomic
 from pycmlt.eval.analysis_plots import plot_attention_grid, plot_feature_distribution
 from pycmlt.eval.attention import grad_cam
 from pycmlt.eval.feature_stats import shot_group_feature_stats, subsample, tsne_2d
 from pycmlt.eval.longtail import shot_groups
-from pycmlt.training.evaluate import collect_outputs
-from pycmlt.training.loop import load_datasets, load_run, resolve_device
-from pycmlt.training.methods import evaluation_logits
+from pycmlt.training.checkpoint import load_run
+from pycmlt.training.model_evaluation import collect_outputs
+from pycmlt.training.loop import load_datasets, resolve_device
+from pycmlt.training.model_evaluation import evaluation_logits
 
 ANALYSIS = "analysis.json"
 FEATURE_FIGURE = "feature_distribution.png"
@@ -151,7 +151,7 @@ def analyze_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, num_ima
     for name, run_dir, model, config in zip(names, run_dirs, models, configs):
         _log(progress, f"analyze {name}: test features")
         out = collect_outputs(model, test_set, ("logits", FEATURES[features]), batch_size=max(256, config.batch_size),
-                              device=device, collate=collate, progress=progress)
+                              device=device, progress=progress)
         if len(out["labels"]) != len(test_set):
             raise ValueError(f"{len(test_set) - len(out['labels'])} test images could not be read: the analysis "
                              "needs every test image")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from pycmlt.atomic_write import atomic_path, atomic_write_json, atomic_write_text
 
 FORMAT_NAME = "pycmlt.WordIndex"
 FORMAT_VERSION = 1
 META_FILE, WORDS_FILE, INDEX_FILE = "meta.json", "words.json", "index.faiss"
+OURS = (META_FILE, WORDS_FILE, INDEX_FILE)
 
 
 class IndexFormatError(ValueError):
@@ -36,14 +38,9 @@ def words_sha256(words) -> str:
     return hashlib.sha256(json.dumps(list(words), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def _is_ours(name: str) -> bool:
+    """A file of a WordIndex, or a temporary one left by an interrupted save (pycmlt.atomic_write)."""
+    return any(name == f or (name.startswith(f + ".") and name.endswith(".tmp")) for f in OURS)
 
 
 def prepare_directory(path: Path) -> None:
@@ -53,10 +50,10 @@ def prepare_directory(path: Path) -> None:
         raise FileExistsError(f"cannot save a WordIndex to {path}: it is a file, not a directory")
     if path.is_dir():
         entries = {p.name for p in path.iterdir()}
-        ours = {META_FILE, WORDS_FILE, INDEX_FILE}
-        if entries and not (META_FILE in entries and entries <= ours | {n + ".tmp" for n in ours}):
+        others = sorted(e for e in entries if not _is_ours(e))
+        if entries and not (META_FILE in entries and not others):
             raise FileExistsError(f"cannot save a WordIndex to {path}: the directory holds other files "
-                                  f"({', '.join(sorted(entries - ours)[:5])}); choose an empty or new directory")
+                                  f"({', '.join(others[:5])}); choose an empty or new directory")
     path.mkdir(parents=True, exist_ok=True)
 
 
@@ -64,12 +61,12 @@ def write(path: Path, cpu_index, words: list[str], meta: dict) -> None:
     from pycmlt.index._faiss import faiss
 
     prepare_directory(path)
-    _write_atomic(path / WORDS_FILE,
-                  lambda p: p.write_text(json.dumps(words, ensure_ascii=False) + "\n", encoding="utf-8"))
-    _write_atomic(path / INDEX_FILE, lambda p: faiss().write_index(cpu_index, str(p)))
+    atomic_write_text(path / WORDS_FILE, json.dumps(words, ensure_ascii=False) + "\n")
+    with atomic_path(path / INDEX_FILE) as tmp:
+        faiss().write_index(cpu_index, str(tmp))
     full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **meta,
             "words_sha256": words_sha256(words), "index_sha256": sha256_file(path / INDEX_FILE)}
-    _write_atomic(path / META_FILE, lambda p: p.write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8"))
+    atomic_write_json(path / META_FILE, full)
 
 
 _REQUIRED = {"kind": str, "dim": int, "num_words": int, "normalize": bool, "nlist": (int, type(None)),

@@ -354,6 +354,6 @@ def _recall(found, exact: np.ndarray) -> float:
 
 
 def _pycmlt_version() -> str:
-    from pycmlt import __version__
+    from pycmlt._version import __version__
 
     return __version__

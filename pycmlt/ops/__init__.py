@@ -1,5 +1,5 @@
 """Fused long-tail and cross-modal loss ops. Each takes `backend="auto"|"torch"|"cpu"|"triton"|"cuda"`."""
-from pycmlt.ops._backend import available_backends, get_default_backend, set_default_backend, use_backend
+from pycmlt.ops._backend import BACKENDS, available_backends, get_default_backend, set_default_backend, use_backend
 from pycmlt.ops.bce import bce_reference, bce_with_weights, class_balanced_bce
 from pycmlt.ops.alignment import alignment_loss, alignment_reference
 from pycmlt.ops.class_balance import class_balanced_weights, ldam_margins, logit_adjustment
@@ -24,7 +24,7 @@ from pycmlt.ops.fused_linear import (
 )
 
 __all__ = [
-    "available_backends", "get_default_backend", "set_default_backend", "use_backend",
+    "BACKENDS", "available_backends", "get_default_backend", "set_default_backend", "use_backend",
     "class_balanced_weights", "ldam_margins", "logit_adjustment",
     "class_balanced_cross_entropy", "cross_entropy_reference", "cross_entropy_with_class_tensors",
     "set_target_checks",

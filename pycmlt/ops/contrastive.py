@@ -35,6 +35,8 @@ from pycmlt.ops import _backend
 from pycmlt.ops._checks import check_finite_scalar, check_same_device, check_tensor, compute_dtype, reduction_code
 from pycmlt.ops._registration import keep_inputs, recompute_grads
 from pycmlt.ops.class_balance import class_balanced_weights
+from pycmlt.ops.contrastive_anchors import anchor_losses, anchor_weights, positive_counts, reduce_parts
+from pycmlt.ops.gathered_contrastive import gathered_contrastive
 
 OP_NAME = "cross_modal_contrastive"
 NORM_EPS = 1e-12  # as F.normalize: x / max(|x|, eps)
@@ -74,7 +76,7 @@ def cross_modal_contrastive(
     labels): supervised, every same-label pair is a positive. logit_scale: float or a scalar tensor
     (learnable; it gets a gradient), scale = exp(logit_scale). class_counts [C] + beta: class-balanced
     anchor weights (labels must lie in [0, C)). gather=True (inside torch.distributed): each rank scores
-    its local anchors against the other modality gathered from all ranks, see pycmlt.distributed.
+    its local anchors against the other modality gathered from all ranks, see pycmlt.ops.gathered_contrastive.
     return_stats=True returns a ContrastiveOutput(loss, rows_without_positive, cols_without_positive).
     """
     check_tensor("a", a, floating=True)
@@ -128,9 +130,7 @@ def contrastive_with_class_weights(
     scale = _logit_scale_tensor(logit_scale, a)
     chosen = _backend.resolve(backend, a, OP_NAME, gpu_preference=GPU_PREFERENCE)
     if gather:
-        from pycmlt import distributed
-
-        loss, no_row, no_col = distributed.gathered_contrastive(
+        loss, no_row, no_col = gathered_contrastive(
             a, b, la, lb, scale, normalize=normalize, symmetric=symmetric, class_weight=class_weight, code=code,
             stats_fn=_stats_function(chosen), group=group)
     elif chosen == "torch":
@@ -201,47 +201,6 @@ def _reference_direction(s, pos, dim, anchor_labels, class_weight):
     loss = -torch.where(pos, log_p, 0.0).sum(dim) / n_pos.clamp_min(1)
     w = class_weight[anchor_labels] if class_weight is not None else torch.ones_like(loss)
     return torch.where(has_pos, loss, 0.0), torch.where(has_pos, w, 0.0), (~has_pos).sum()
-
-
-# ----------------------------------------------------------------------------- fused path: losses from statistics
-
-def positive_counts(la, lb, n, m, device):
-    """|P_i| for every row and |Q_j| for every column (int64), from the labels alone: O((N + M) log)."""
-    if la is None:
-        return (torch.ones(n, dtype=torch.int64, device=device), torch.ones(m, dtype=torch.int64, device=device))
-    sorted_b = torch.sort(lb).values
-    sorted_a = torch.sort(la).values
-    rows = torch.searchsorted(sorted_b, la, right=True) - torch.searchsorted(sorted_b, la)
-    cols = torch.searchsorted(sorted_a, lb, right=True) - torch.searchsorted(sorted_a, lb)
-    return rows, cols
-
-
-def anchor_losses(lse, pos_sum, count):
-    """l = lse - (sum of S over positives) / |P| for anchors with a positive, 0 otherwise."""
-    return torch.where(count > 0, lse - pos_sum / count.clamp_min(1), 0.0)
-
-
-def anchor_weights(count, class_weight, anchor_labels):
-    w = class_weight[anchor_labels] if class_weight is not None else torch.ones(count.shape, device=count.device)
-    return torch.where(count > 0, w, 0.0)
-
-
-def reduce_parts(parts, code, denominators=None):
-    """Combine (per-anchor loss, weight) of one or two directions with reduction code 0/1/2.
-
-    denominators (distributed) replace the local sum of weights of each direction in the mean.
-    """
-    half = 0.5 if len(parts) == 2 else 1.0
-    if code == 0:
-        return torch.cat([half * w * l for l, w in parts])
-    total = None
-    for k, (l, w) in enumerate(parts):
-        term = (w * l).sum()
-        if code == 1:
-            den = w.sum() if denominators is None else denominators[k]
-            term = term / den.clamp_min(torch.finfo(torch.float32).tiny)  # 0 / tiny = 0 when no positive
-        total = term if total is None else total + term
-    return half * total
 
 
 # ----------------------------------------------------------------------------- argument handling

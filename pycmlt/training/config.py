@@ -7,15 +7,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pycmlt.ops._backend import BACKENDS
+from pycmlt.atomic_write import atomic_write_json
+from pycmlt.ops import BACKENDS
 from pycmlt.ops._checks import check_finite_scalar
+from pycmlt.training.recipes import LOSS_METHODS, METHODS, RECIPES
 
 SELECT_ON = ("last", "val")
 PRECISIONS = ("fp32", "bf16", "fp16")
 WORD_LOSSES = ("softmax", "bce", "bce-mean")
 WORD_WEIGHTINGS = ("discriminative", "class-balanced", "none")
-METHODS = ("ce", "cb-focal", "ldam-drw", "balanced-softmax", "logit-adjust", "crt", "tau-norm", "cmltnet")
-LOSS_METHODS = ("ce", "cb-focal", "ldam-drw", "balanced-softmax", "logit-adjust")
 
 
 @dataclass
@@ -122,7 +122,7 @@ class TrainConfig:
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_json(path, self.to_dict())
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -239,9 +239,10 @@ def validate(config: TrainConfig) -> None:
     combinations that cannot run (a second stage without stage1, epochs 0 for a first stage)."""
     for name, rule in RULES.items():
         check_field(name, getattr(config, name), rule)
-    if config.method in ("crt", "tau-norm") and not config.stage1:
+    second_stage = RECIPES[config.method].stage == 2
+    if second_stage and not config.stage1:
         raise ValueError(f"method {config.method!r} is a second stage: give stage1=<run folder of a trained model>")
-    if config.epochs < 1 and config.method not in ("crt", "tau-norm"):
+    if config.epochs < 1 and not second_stage:
         raise ValueError(f"epochs must be >= 1, got {config.epochs}")
     if config.select_on == "val" and config.eval_every:
         raise ValueError("eval_every evaluates the test split during training; with select_on='val' every epoch "

@@ -1,4 +1,8 @@
-"""The CMLTNet training objective (docs/method.md): L = L_cls + lambda_align * L_CMA + lambda_infer * L_CMI.
+"""Every loss a training run optimises (docs/method.md): L = L_cls + lambda_align * L_CMA + lambda_infer * L_CMI.
+
+L_cls: the classification loss of the run's recipe (training/recipes.py), built by
+CLASSIFICATION_LOSSES, with its epoch schedule (deferred re-weighting for ldam-drw): update(epoch)
+drives every scheduled loss through pycmlt.schedules.apply_epoch.
 
 L_CMA: supervised cross-modal contrastive loss between image and text projections of the examples
 that have words (same label = positive; class-balanced anchor weights). L_CMI: the inferred semantic
@@ -16,10 +20,58 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
-import pycmlt
+from pycmlt import nn as loss_modules
+from pycmlt import ops, schedules
 from pycmlt.models import CMLTNet, CMLTNetOutput
 from pycmlt.training.config import TrainConfig
-from pycmlt.training.methods import ClassificationLoss
+from pycmlt.training.recipes import MULTI_LABEL_LOSS_METHODS, RECIPES, classification_recipe
+
+
+def drw_start(config: TrainConfig) -> int:
+    """The epoch where deferred re-weighting starts: drw_start_epoch, else 80% of the epochs."""
+    return config.drw_start_epoch if config.drw_start_epoch is not None else max(1, int(0.8 * config.epochs))
+
+
+def _ce(config, counts, multi_label):
+    return loss_modules.ClassBalancedBCE() if multi_label else loss_modules.ClassBalancedCrossEntropy()
+
+
+def _cb_focal(config, counts, multi_label):
+    module = loss_modules.ClassBalancedBCE if multi_label else loss_modules.ClassBalancedCrossEntropy
+    return module(counts, beta=config.beta, focal_gamma=config.focal_gamma)
+
+
+def _ldam_drw(config, counts, multi_label):
+    drw = schedules.DeferredReweighting(counts, beta=config.beta, start_epoch=drw_start(config))
+    return loss_modules.ClassBalancedCrossEntropy(counts, ldam_max_margin=config.ldam_max_margin,
+                                                  ldam_scale=config.ldam_scale, schedule=drw)
+
+
+def _balanced_softmax(config, counts, multi_label):
+    return loss_modules.ClassBalancedCrossEntropy(counts, logit_adjust_tau=1.0)
+
+
+# Recipe.loss -> builder(config, class_counts, multi_label) of the criterion. Multi-label forms exist
+# for the recipes with Recipe.multi_label (ce: plain BCE; cb-focal: class-balanced focal BCE).
+CLASSIFICATION_LOSSES = {"ce": _ce, "cb-focal": _cb_focal, "ldam-drw": _ldam_drw,
+                         "balanced-softmax": _balanced_softmax}
+
+
+class ClassificationLoss(nn.Module):
+    """The classification term L_cls of a run: `recipe` names the method whose loss it is."""
+
+    def __init__(self, config: TrainConfig, class_counts: torch.Tensor, multi_label: bool):
+        super().__init__()
+        self.recipe = classification_recipe(config, multi_label)
+        self.multi_label = multi_label
+        if multi_label and not RECIPES[self.recipe].multi_label:
+            raise ValueError(f"method {self.recipe!r} is defined for single-label data only; "
+                             f"multi-label data supports {MULTI_LABEL_LOSS_METHODS}")
+        counts = class_counts.float()  # > 0 for every class: run_checks refuses classes without training images
+        self.criterion = CLASSIFICATION_LOSSES[RECIPES[self.recipe].loss](config, counts, multi_label)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.criterion(logits, labels)
 
 
 def words_multi_hot(word_ids: torch.Tensor, word_mask: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -31,6 +83,8 @@ def words_multi_hot(word_ids: torch.Tensor, word_mask: torch.Tensor, vocab_size:
 
 
 class CMLTNetObjective(nn.Module):
+    """L_cls plus, for a model with words, the cross-modal terms; classification_only for cRT."""
+
     def __init__(self, config: TrainConfig, model: CMLTNet, class_counts: torch.Tensor,
                  word_weight: torch.Tensor | None, multi_label: bool, gather: bool = False,
                  classification_only: bool = False):
@@ -45,14 +99,15 @@ class CMLTNetObjective(nn.Module):
         self.use_infer = mc.use_infer and not classification_only
         if self.use_align:
             supervised = not multi_label  # same label = positive; multi-label data pairs each image with its own words
-            self.contrastive = pycmlt.nn.CrossModalContrastiveLoss(
+            self.contrastive = loss_modules.CrossModalContrastiveLoss(
                 class_counts if supervised else None, beta=config.beta if supervised else None,
                 logit_scale=math.log(1.0 / config.align_temperature), learnable_scale=False, gather=gather)
         if self.use_infer:
             self.register_buffer("word_weight", None if word_weight is None else word_weight.float())
 
     def update(self, epoch: int) -> None:
-        self.classification.update(epoch)
+        """Puts every scheduled loss (the classification loss's class weights) at `epoch`."""
+        schedules.apply_epoch(self, epoch)
 
     def forward(self, out: CMLTNetOutput, labels: torch.Tensor, word_ids: torch.Tensor | None,
                 word_mask: torch.Tensor | None, model: CMLTNet) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -69,7 +124,7 @@ class CMLTNetObjective(nn.Module):
             if self.use_infer:
                 s = out.s[has]
                 with record_function("pycmlt.loss.infer_align"):
-                    parts["infer_align"] = pycmlt.ops.alignment_loss(s, out.pooled_words[has].detach(),
+                    parts["infer_align"] = ops.alignment_loss(s, out.pooled_words[has].detach(),
                                                                      kind="cosine")
                 with record_function("pycmlt.loss.infer_words"):
                     parts["infer_words"] = self.word_prediction(s, word_ids[has], word_mask[has], model.word_table)
@@ -89,12 +144,12 @@ class CMLTNetObjective(nn.Module):
         kind = self.config.word_loss
         if kind == "softmax":
             rows = torch.arange(s.shape[0], device=s.device).unsqueeze(1).expand_as(word_ids)[word_mask]
-            per_pair = pycmlt.ops.fused_linear_class_balanced_cross_entropy(
+            per_pair = ops.fused_linear_class_balanced_cross_entropy(
                 s[rows], table, word_ids[word_mask], class_weight=self.word_weight, reduction="none")
             words_per_image = word_mask.sum(1).clamp_min(1).to(per_pair.dtype)
             return (per_pair / words_per_image[rows]).sum() / s.shape[0]
         targets = words_multi_hot(word_ids, word_mask, table.shape[0])
         reduction = "mean" if kind == "bce-mean" else "sum"
-        loss = pycmlt.ops.fused_linear_class_balanced_bce(s, table, targets, loss_weight=self.word_weight,
+        loss = ops.fused_linear_class_balanced_bce(s, table, targets, loss_weight=self.word_weight,
                                                           reduction=reduction)
         return loss if kind == "bce-mean" else loss / s.shape[0]

@@ -2,7 +2,7 @@
 weights of the best epoch are kept in best.pt (written atomically, before the epoch's checkpoint),
 and the run is tested with them. The best score lives in the checkpointed history, so a killed run
 resumes with the same best epoch. Best = highest val top-1 (mAP for multi-label data); a tie keeps
-the earlier epoch."""
+the earlier epoch. The scores come from model_evaluation.split_scores."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,20 +10,8 @@ from pathlib import Path
 import torch
 
 from pycmlt.training import checkpoint as ckpt
-from pycmlt.training.evaluate import classification_metrics, predict
-from pycmlt.training.methods import evaluation_logits
 
 BEST = "best.pt"
-
-
-def split_scores(model, config, dataset, class_counts, multi_label, device, collate) -> dict:
-    """Accuracy of `model` on one split as read at test time: top1, many, medium, few (mAP when
-    multi-label). The global RNG is left untouched, so scoring does not change the training draws."""
-    with torch.random.fork_rng(devices=[]):
-        logits, labels, _, _ = predict(model, dataset, batch_size=256, device=device, collate=collate,
-                                       progress=False, num_workers=config.num_workers)
-    m = classification_metrics(evaluation_logits(config, logits, class_counts), labels, class_counts, multi_label)
-    return {k: m[k] for k in ("top1", "many", "medium", "few", "mAP") if k in m}
 
 
 class BestEpoch:

@@ -14,8 +14,10 @@ import sys
 import typing
 from pathlib import Path
 
+from pycmlt.atomic_write import atomic_write_json
+from pycmlt.training.checkpoint import CHECKPOINT
 from pycmlt.training.config import TrainConfig
-from pycmlt.training.loop import CHECKPOINT, VAL_METRICS, train, write_json
+from pycmlt.training.loop import VAL_METRICS, train
 
 CRITERIA = ("top1", "few")
 NOT_TUNABLE = ("out_dir", "select_on", "eval_every")
@@ -93,6 +95,6 @@ def tune(base: TrainConfig, grid: dict[str, list], out_dir: str | Path, criterio
     summary = {"method": base.method, "dataset": base.dataset, "criterion": criterion, "grid": grid,
                "command": command, "points": records, "best": {"index": best, **records[best]}}
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "tune.json", summary)
-    write_json(out_dir / "best_config.json", configs[best].to_dict())
+    atomic_write_json(out_dir / "tune.json", summary)
+    atomic_write_json(out_dir / "best_config.json", configs[best].to_dict())
     return summary

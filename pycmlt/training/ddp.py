@@ -1,5 +1,6 @@
-"""Distributed data parallel set-up for `torchrun --nproc_per_node K -m pycmlt train ...`: reads the
-torchrun environment, uses gloo on CPU and NCCL on GPU, wraps the model in DDP."""
+"""Distributed data parallel (DDP) set-up of a training run under `torchrun --nproc_per_node K -m
+pycmlt train ...`: reads the torchrun environment, uses gloo on CPU and NCCL on GPU, wraps the model
+in DDP. (The collectives the losses use are pycmlt.distributed.)"""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import torch.distributed as dist
 
 
 @dataclass
-class DistContext:
+class DDPContext:
     enabled: bool
     rank: int
     world_size: int
@@ -38,11 +39,11 @@ class DistContext:
             dist.destroy_process_group()
 
 
-SINGLE = DistContext(False, 0, 1, torch.device("cpu"))
+SINGLE = DDPContext(False, 0, 1, torch.device("cpu"))
 
 
-def init_from_env(device: str = "auto") -> DistContext:
-    """A DistContext from torchrun's RANK / WORLD_SIZE / LOCAL_RANK (single process when absent)."""
+def init_from_env(device: str = "auto") -> DDPContext:
+    """A DDPContext from torchrun's RANK / WORLD_SIZE / LOCAL_RANK (single process when absent)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return SINGLE
@@ -55,4 +56,4 @@ def init_from_env(device: str = "auto") -> DistContext:
         dev = torch.device("cpu")
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
-    return DistContext(True, rank, world, dev)
+    return DDPContext(True, rank, world, dev)

@@ -1,10 +1,10 @@
-"""Run outputs people read: metrics.json, a markdown table (also printed), the per-class plot."""
+"""The metrics files of a run that people read: metrics.json, a markdown table (also printed) and the
+per-class accuracy plot."""
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
+from pycmlt.atomic_write import atomic_write_json, atomic_write_text
 from pycmlt.eval.plots import plot_per_class_accuracy
 
 COLUMNS = [("top1", "top-1"), ("mean_class_accuracy", "mean class acc"), ("many", "many"),
@@ -39,13 +39,12 @@ def format_metrics_table(results: dict[str, dict], stds: dict[str, dict] | None 
 
 
 def write_metrics(out_dir: Path, config, metrics: dict, classes: list[str], class_counts) -> None:
+    """metrics.json (every metric, the classes and their training counts), metrics.md and the plot."""
     out_dir = Path(out_dir)
-    tmp = out_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps({"method": config.method, "dataset": config.dataset, "seed": config.seed,
-                               "classes": list(classes), "train_counts": [int(c) for c in class_counts.tolist()],
-                               **metrics}, indent=2) + "\n")
-    os.replace(tmp, out_dir / "metrics.json")
-    (out_dir / "metrics.md").write_text(format_metrics_table({config.method: metrics}) + "\n")
+    atomic_write_json(out_dir / "metrics.json",
+                      {"method": config.method, "dataset": config.dataset, "seed": config.seed,
+                       "classes": list(classes), "train_counts": [int(c) for c in class_counts.tolist()], **metrics})
+    atomic_write_text(out_dir / "metrics.md", format_metrics_table({config.method: metrics}) + "\n")
     if metrics.get("kind") == "single-label":
         plot_per_class_accuracy({config.method: metrics["per_class"]}, class_counts.tolist(),
                                 out_dir / "per_class_accuracy.png",

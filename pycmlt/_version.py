@@ -1,0 +1,3 @@
+"""The package version, in a module of its own so that submodules can read it without importing the
+package facade (pycmlt/__init__.py imports most of the package)."""
+__version__ = "0.1.0"
