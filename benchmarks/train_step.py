@@ -211,13 +211,14 @@ def run(device: torch.device, *, quick: bool = False) -> dict:
 
 
 PRECISION_VARIANTS = (("fp32", False), ("bf16", False), ("fp16", False), ("fp32", True), ("bf16", True))
+QUICK_PRECISION_VARIANTS = (("fp32", False), ("bf16", False))  # --quick: no compilation, no CPU fp16 (slow)
 
 
 def precision_case(device: torch.device, cfg: dict, batch: dict) -> dict:
     """CMLTNet steps in each training precision, eager and torch.compiled (TrainConfig.precision and
     .compile), on the automatic backend: step time and images/s against the fp32 eager step."""
     ms = []
-    for precision, compile_model in PRECISION_VARIANTS:
+    for precision, compile_model in (QUICK_PRECISION_VARIANTS if cfg is QUICK else PRECISION_VARIANTS):
         m = Measurement(precision + (" + compile" if compile_model else ""))
         ms.append(m)
         if over_budget():

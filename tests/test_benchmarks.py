@@ -81,8 +81,12 @@ def test_loss_suites_measure_every_provider(quick_results, suite):
 def test_train_step_results(quick_results):
     payload = _load(quick_results / "train-step-quick-cpu.json")
     names = [c["method"] for c in payload["cases"]]
-    assert names == ["cmltnet", "ce"]
-    for case in payload["cases"]:
+    assert names == ["cmltnet", "ce", "cmltnet"]
+    precision = payload["cases"][-1]
+    assert [m["provider"] for m in precision["measurements"]] == ["fp32", "bf16"]
+    assert all(m["error"] is None and m["extra"]["images_per_s"] > 0 for m in precision["measurements"])
+    assert precision["ratios"]["bf16"]["speedup_fwd_bwd"] > 0
+    for case in payload["cases"][:-1]:
         assert case["batch"] > 0 and case["num_classes"] == 99 and case["vocab_size"] == 2200
         got = {m["provider"]: m for m in case["measurements"]}
         assert "torch" in got and any(p.startswith("pycmlt-") for p in got), sorted(got)
