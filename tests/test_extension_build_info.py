@@ -12,9 +12,12 @@ def test_compiled_with_cuda_matches_the_registered_cuda_kernels():
     reported = torch.ops.pycmlt.compiled_with_cuda()
     assert isinstance(reported, bool)
     assert _extension.CUDA_KERNELS_COMPILED is reported
-    # The build flag and the dispatcher agree (the private API is only the test's cross-check).
+    # The build flag and the dispatcher agree (the private API is only this test's cross-check).
+    has_kernel = getattr(torch._C, "_dispatch_has_kernel_for_dispatch_key", None)
+    if has_kernel is None:
+        pytest.skip("this torch has no _dispatch_has_kernel_for_dispatch_key to cross-check against")
     for op in ("cb_cross_entropy", "cb_bce", "contrastive_stats", "alignment"):
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"pycmlt::{op}", "CUDA") is reported, op
+        assert has_kernel(f"pycmlt::{op}", "CUDA") is reported, op
 
 
 @pytest.mark.parametrize("compiled, gpu, expected", [(True, True, True), (True, False, False), (False, True, False)])
