@@ -16,23 +16,31 @@ BLOCK = 1024
 
 @triton.jit
 def _bce_kernel(
-    X, T, W, PW, LOSS, G, total, C, w_rs, w_cs, pw_rs, pw_cs, grad_scale, gamma,
-    HAS_W: tl.constexpr, HAS_PW: tl.constexpr, FOCAL: tl.constexpr, ELEMENTWISE: tl.constexpr,
+    logits_ptr,       # [n_rows, n_cols] fp32/fp16/bf16, contiguous (read as n_elements flat)
+    targets_ptr,      # [n_rows, n_cols] contiguous, logits' dtype or fp32
+    weight_ptr,       # [1 or n_rows, 1 or n_cols] fp32, broadcast by its strides (read when HAS_WEIGHT)
+    pos_weight_ptr,   # [1 or n_rows, 1 or n_cols] fp32, broadcast like weight (read when HAS_POS_WEIGHT)
+    loss_ptr,         # [n_elements] fp32 out: per-element losses (ELEMENTWISE), else [programs] partial sums
+    grad_ptr,         # [n_rows, n_cols] out in logits' dtype, contiguous, may be logits (when COMPUTE_GRAD)
+    n_elements, n_cols, weight_row_stride, weight_col_stride, pos_weight_row_stride, pos_weight_col_stride,
+    grad_scale, focal_gamma,
+    HAS_WEIGHT: tl.constexpr, HAS_POS_WEIGHT: tl.constexpr, FOCAL: tl.constexpr, ELEMENTWISE: tl.constexpr,
     COMPUTE_GRAD: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    """BLOCK elements of the flattened logits per program: loss and gradient of each."""
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < total
-    x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
-    t = tl.load(T + offs, mask=mask, other=0.0).to(tl.float32)
-    row = offs // C
-    col = offs - row * C
-    if HAS_W:
-        w = tl.load(W + row * w_rs + col * w_cs, mask=mask, other=0.0)
+    mask = offs < n_elements
+    x = tl.load(logits_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    t = tl.load(targets_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    row = offs // n_cols
+    col = offs - row * n_cols
+    if HAS_WEIGHT:
+        w = tl.load(weight_ptr + row * weight_row_stride + col * weight_col_stride, mask=mask, other=0.0)
     else:
         w = tl.full((BLOCK,), 1.0, tl.float32)
-    if HAS_PW:
-        pw = tl.load(PW + row * pw_rs + col * pw_cs, mask=mask, other=1.0)
+    if HAS_POS_WEIGHT:
+        pw = tl.load(pos_weight_ptr + row * pos_weight_row_stride + col * pos_weight_col_stride, mask=mask, other=1.0)
     else:
         pw = tl.full((BLOCK,), 1.0, tl.float32)
     # BCE = (1 - t) z - lw log(sigmoid(z)), lw = 1 + (pos_weight - 1) t (PyTorch's formula);
@@ -54,22 +62,22 @@ def _bce_kernel(
         q = t * q1 + (1.0 - t) * p
         pos = q > 0.0
         qs = tl.where(pos, q, 1.0)
-        qg = tl.where(pos, tl.exp(gamma * tl.log(qs)), 0.0)
+        qg = tl.where(pos, tl.exp(focal_gamma * tl.log(qs)), 0.0)
         ratio = tl.where(pos, (1.0 - 2.0 * t) * p * q1 / qs, 0.0)
         loss = w * qg * bce
-        grad = w * qg * (gamma * ratio * bce + dbce)
+        grad = w * qg * (focal_gamma * ratio * bce + dbce)
     else:
         loss = w * bce
         grad = w * dbce
     if ELEMENTWISE:
-        tl.store(LOSS + offs, loss, mask=mask)
+        tl.store(loss_ptr + offs, loss, mask=mask)
     else:
-        tl.store(LOSS + pid, tl.sum(tl.where(mask, loss, 0.0), axis=0))
+        tl.store(loss_ptr + pid, tl.sum(tl.where(mask, loss, 0.0), axis=0))
     if COMPUTE_GRAD:
-        tl.store(G + offs, (grad * grad_scale).to(G.dtype.element_ty), mask=mask)
+        tl.store(grad_ptr + offs, (grad * grad_scale).to(grad_ptr.dtype.element_ty), mask=mask)
 
 
-def _strides(weight, n, c):
+def _strides(weight):
     """(row stride, column stride) of a [1 or N, 1 or C] contiguous broadcast weight."""
     if weight is None:
         return 0, 0
@@ -102,13 +110,17 @@ def cb_bce_rows(logits, targets, weight, pos_weight, focal_gamma, grad_scale, el
         grad = torch.empty((n, c) if compute_grad else (0,), device=dev, dtype=logits.dtype)
     if total == 0:
         return loss, grad
-    w_rs, w_cs = _strides(weight, n, c)
-    pw_rs, pw_cs = _strides(pos_weight, n, c)
+    weight_row_stride, weight_col_stride = _strides(weight)
+    pos_weight_row_stride, pos_weight_col_stride = _strides(pos_weight)
+    unused = loss  # any device pointer, for the arguments a flag says the kernel does not read
     _bce_kernel[(programs,)](
-        logits, targets, weight if weight is not None else loss, pos_weight if pos_weight is not None else loss,
-        loss, grad if compute_grad else loss, total, c, w_rs, w_cs, pw_rs, pw_cs, float(grad_scale),
-        float(focal_gamma),
-        HAS_W=weight is not None, HAS_PW=pos_weight is not None, FOCAL=focal_gamma > 0,
+        logits_ptr=logits, targets_ptr=targets, weight_ptr=weight if weight is not None else unused,
+        pos_weight_ptr=pos_weight if pos_weight is not None else unused, loss_ptr=loss,
+        grad_ptr=grad if compute_grad else unused, n_elements=total, n_cols=c,
+        weight_row_stride=weight_row_stride, weight_col_stride=weight_col_stride,
+        pos_weight_row_stride=pos_weight_row_stride, pos_weight_col_stride=pos_weight_col_stride,
+        grad_scale=float(grad_scale), focal_gamma=float(focal_gamma),
+        HAS_WEIGHT=weight is not None, HAS_POS_WEIGHT=pos_weight is not None, FOCAL=focal_gamma > 0,
         ELEMENTWISE=elementwise, COMPUTE_GRAD=compute_grad, BLOCK=BLOCK, num_warps=4,
     )
     return loss, grad

@@ -7,6 +7,7 @@
 
 #include "common/ce_row_math.h"
 #include "cuda/alignment_kernel.h"
+#include "cuda/cuda_check.h"
 #include "cuda/torch_dtype.h"
 
 namespace pycmlt {
@@ -40,8 +41,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> alignment_cuda(const at::Tensor& 
   p.grad_b = grad_b ? gb.data_ptr() : nullptr;
   p.dtype = kernel_dtype(a, "a");
   p.stream = c10::cuda::getCurrentCUDAStream().stream();
-  const int err = launch_alignment(p);
-  TORCH_CHECK(err == 0, "pycmlt alignment CUDA launch failed with cudaError ", err);
+  PYCMLT_CHECK_CUDA(launch_alignment(p), "alignment");
   if (reduction == kNone) return {loss_rows, ga, gb};
   const at::Tensor total = loss_rows.sum();
   return {reduction == kMean ? total.div(static_cast<double>(N)) : total, ga, gb};

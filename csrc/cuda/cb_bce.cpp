@@ -7,6 +7,7 @@
 
 #include "common/common.h"
 #include "cuda/cb_bce_kernel.h"
+#include "cuda/cuda_check.h"
 #include "cuda/torch_dtype.h"
 
 namespace pycmlt {
@@ -71,8 +72,7 @@ std::tuple<at::Tensor, at::Tensor> cb_bce_cuda(const at::Tensor& logits_in, cons
   a.loss = loss.data_ptr<float>();
   a.grad = compute_grad ? grad.data_ptr() : nullptr;
   if (count > 0) {
-    const int err = launch_cb_bce(a);
-    TORCH_CHECK(err == 0, "pycmlt cb_bce CUDA launch failed with cudaError ", err);
+    PYCMLT_CHECK_CUDA(launch_cb_bce(a), "cb_bce");
   } else if (!a.elementwise) {
     loss.zero_();
   }
@@ -95,8 +95,7 @@ at::Tensor cb_bce_grad_inplace_cuda(const at::Tensor& logits, const at::Tensor& 
   a.loss = partial.data_ptr<float>();
   a.grad = logits.data_ptr();
   if (count > 0) {
-    const int err = launch_cb_bce(a);
-    TORCH_CHECK(err == 0, "pycmlt cb_bce_grad_inplace CUDA launch failed with cudaError ", err);
+    PYCMLT_CHECK_CUDA(launch_cb_bce(a), "cb_bce_grad_inplace");
   }
   return partial.sum();
 }

@@ -7,6 +7,7 @@
 
 #include "common/ce_glue.h"
 #include "cuda/cb_cross_entropy_kernel.h"
+#include "cuda/cuda_check.h"
 #include "cuda/torch_dtype.h"
 
 namespace pycmlt {
@@ -50,8 +51,7 @@ at::Tensor launch_rows(const at::Tensor& logits, const at::Tensor& target, const
   a.grad = grad ? grad->data_ptr() : nullptr;
   a.grad_row_stride = grad ? grad->stride(0) : 0;
   a.stream = c10::cuda::getCurrentCUDAStream().stream();
-  const int err = launch_cb_cross_entropy(a);
-  TORCH_CHECK(err == 0, "pycmlt ", op_name, " CUDA launch failed with cudaError ", err);
+  PYCMLT_CHECK_CUDA(launch_cb_cross_entropy(a), op_name);
   return loss_rows;
 }
 

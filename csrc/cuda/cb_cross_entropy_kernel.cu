@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "cuda/cb_cross_entropy_kernel.h"
+#include "cuda/cuda_check.h"
 #include "cuda/device_common.cuh"
 
 namespace pycmlt {
@@ -206,15 +207,14 @@ cudaError_t launch_typed(const CeLaunch& a, cudaStream_t stream) {
   if (C <= 512) return launch_warp<T, 16>(a, stream);
   if (C <= 1024) return launch_warp<T, 32>(a, stream);
   int device = 0, max_smem = 0;
-  cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  PYCMLT_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  PYCMLT_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   const size_t cache_bytes = static_cast<size_t>(C) * sizeof(float);
   const unsigned blocks = static_cast<unsigned>(a.num_rows);
   if (cache_bytes + 1024 <= static_cast<size_t>(max_smem)) {
-    cudaError_t err = cudaFuncSetAttribute(ce_block_rows_kernel<T, true>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(cache_bytes));
-    if (err != cudaSuccess) return err;
+    PYCMLT_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(ce_block_rows_kernel<T, true>,
+                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                     static_cast<int>(cache_bytes)));
     ce_block_rows_kernel<T, true><<<blocks, kBlockThreads, cache_bytes, stream>>>(a);
   } else {
     ce_block_rows_kernel<T, false><<<blocks, kBlockThreads, 0, stream>>>(a);

@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include "cuda/contrastive_kernel.h"
+#include "cuda/cuda_check.h"
 #include "cuda/torch_dtype.h"
 
 namespace pycmlt {
@@ -82,14 +83,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> contrastive_stats_cud
   const auto f32 = a.options().dtype(at::kFloat);
   const int64_t N = a.size(0), M = b.size(0);
   at::Tensor row_lse = at::empty({N}, f32), row_pos = at::empty({N}, f32);
-  int err = launch_contrastive_row_stats(rows_args(a, b, u, v, scale, la, lb, diag_offset), row_lse.data_ptr<float>(),
-                                         row_pos.data_ptr<float>());
-  TORCH_CHECK(err == 0, "pycmlt contrastive_stats CUDA launch failed with cudaError ", err);
+  PYCMLT_CHECK_CUDA(launch_contrastive_row_stats(rows_args(a, b, u, v, scale, la, lb, diag_offset),
+                                                 row_lse.data_ptr<float>(), row_pos.data_ptr<float>()),
+                    "contrastive_stats (rows)");
   if (!col_stats) return {row_lse, row_pos, at::empty({0}, f32), at::empty({0}, f32)};
   at::Tensor col_lse = at::empty({M}, f32), col_pos = at::empty({M}, f32);
-  err = launch_contrastive_row_stats(rows_args(b, a, v, u, scale, lb, la, -diag_offset), col_lse.data_ptr<float>(),
-                                     col_pos.data_ptr<float>());
-  TORCH_CHECK(err == 0, "pycmlt contrastive_stats CUDA launch failed with cudaError ", err);
+  PYCMLT_CHECK_CUDA(launch_contrastive_row_stats(rows_args(b, a, v, u, scale, lb, la, -diag_offset),
+                                                 col_lse.data_ptr<float>(), col_pos.data_ptr<float>()),
+                    "contrastive_stats (columns)");
   return {row_lse, row_pos, col_lse, col_pos};
 }
 
@@ -144,8 +145,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_grad_cuda(
   ga.col_glse = ptr_or_null(g_clse);
   ga.col_gpos = ptr_or_null(g_cpos);
   ga.out = ga_hat.data_ptr<float>();
-  int err = launch_contrastive_row_grad(rows_args(a, b, u, v, scale, la, lb, diag_offset), ga);
-  TORCH_CHECK(err == 0, "pycmlt contrastive_grad CUDA launch failed with cudaError ", err);
+  PYCMLT_CHECK_CUDA(launch_contrastive_row_grad(rows_args(a, b, u, v, scale, la, lb, diag_offset), ga),
+                    "contrastive_grad (rows)");
   // The column direction: the same kernel on the transposed problem, roles of the coefficients swapped.
   ContrastiveGrad gb{};
   gb.row_lse = ptr_or_null(col_lse);
@@ -155,8 +156,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_grad_cuda(
   gb.col_glse = ptr_or_null(g_rlse);
   gb.col_gpos = ptr_or_null(g_rpos);
   gb.out = gb_hat.data_ptr<float>();
-  err = launch_contrastive_row_grad(rows_args(b, a, v, u, scale, lb, la, -diag_offset), gb);
-  TORCH_CHECK(err == 0, "pycmlt contrastive_grad CUDA launch failed with cudaError ", err);
+  PYCMLT_CHECK_CUDA(launch_contrastive_row_grad(rows_args(b, a, v, u, scale, lb, la, -diag_offset), gb),
+                    "contrastive_grad (columns)");
   if (D == 0) {
     ga_hat.zero_();
     gb_hat.zero_();

@@ -18,6 +18,7 @@
 #include <cmath>
 
 #include "cuda/contrastive_kernel.h"
+#include "cuda/cuda_check.h"
 
 namespace pycmlt {
 namespace {
@@ -289,12 +290,13 @@ __global__ void __launch_bounds__(kThreads) row_grad_kernel(ContrastiveRows r, C
   }
 }
 
-int max_optin_shared_bytes() {
-  int device = 0, bytes = 0;
-  cudaGetDevice(&device);
-  if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess || bytes <= 0)
-    bytes = 48 * 1024;
-  return bytes;
+// The opt-in shared memory per block of the current device (48 KiB if it reports none).
+cudaError_t max_optin_shared_bytes(int* bytes) {
+  int device = 0;
+  PYCMLT_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  PYCMLT_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (*bytes <= 0) *bytes = 48 * 1024;
+  return cudaSuccess;
 }
 
 template <typename T>
@@ -308,15 +310,16 @@ template <typename T>
 cudaError_t launch_grad_typed(const ContrastiveRows& r, const ContrastiveGrad& g) {
   const size_t fixed = static_cast<size_t>(kStageFloats + kBM * kPad) * sizeof(float);
   const int64_t full = (r.d + kDChunk - 1) / kDChunk * kDChunk;
-  const int64_t limit = max_optin_shared_bytes();
+  int optin_bytes = 0;
+  PYCMLT_CUDA_RETURN_IF_ERROR(max_optin_shared_bytes(&optin_bytes));
+  const int64_t limit = optin_bytes;
   int64_t fit = (limit - static_cast<int64_t>(fixed)) / static_cast<int64_t>(kBM * sizeof(float)) - 16;
   fit = fit / kDChunk * kDChunk;
   const int64_t d_slice = std::max<int64_t>(kDChunk, std::min(full, fit));
   const size_t bytes = fixed + static_cast<size_t>(kBM) * static_cast<size_t>(d_slice + 16) * sizeof(float);
   if (bytes > 48 * 1024) {
-    const cudaError_t err = cudaFuncSetAttribute(row_grad_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 static_cast<int>(bytes));
-    if (err != cudaSuccess) return err;
+    PYCMLT_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(row_grad_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                     static_cast<int>(bytes)));
   }
   const dim3 grid(static_cast<unsigned>((r.n + kBM - 1) / kBM), static_cast<unsigned>((r.d + d_slice - 1) / d_slice));
   row_grad_kernel<T><<<grid, kThreads, bytes, static_cast<cudaStream_t>(r.stream)>>>(r, g, d_slice);
