@@ -17,7 +17,7 @@ from pycmlt.ops._checks import (
     reduction_code,
     reduction_name,
 )
-from pycmlt.ops._registration import call_fused_loss, register_fused_loss
+from pycmlt.ops._registration import call_fused_loss, register_fused_loss, register_native_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights
 
 OP_NAME = "class_balanced_bce"
@@ -224,5 +224,5 @@ def _register(qualname: str) -> None:
 _register("pycmlt::cb_bce_triton")
 torch.library.register_fake("pycmlt::cb_bce_grad_inplace_triton")(_fake_inplace)
 if _extension.native_available():
-    _register("pycmlt::cb_bce")
+    register_native_fused_loss("pycmlt::cb_bce", _fake, _op_reference)
     torch.library.register_fake("pycmlt::cb_bce_grad_inplace")(_fake_inplace)

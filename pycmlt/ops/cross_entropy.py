@@ -18,7 +18,7 @@ from pycmlt.ops._checks import (
     reduction_code,
     reduction_name,
 )
-from pycmlt.ops._registration import call_fused_loss, register_fused_loss
+from pycmlt.ops._registration import call_fused_loss, register_fused_loss, register_native_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights, ldam_margins, logit_adjustment
 
 OP_NAME = "class_balanced_cross_entropy"
@@ -283,5 +283,5 @@ def _register(qualname: str) -> None:
 _register("pycmlt::cb_cross_entropy_triton")
 torch.library.register_fake("pycmlt::cb_cross_entropy_grad_inplace_triton")(_fake_inplace)
 if _extension.native_available():
-    _register("pycmlt::cb_cross_entropy")
+    register_native_fused_loss("pycmlt::cb_cross_entropy", _fake, _op_reference)
     torch.library.register_fake("pycmlt::cb_cross_entropy_grad_inplace")(_fake_inplace)
