@@ -102,8 +102,9 @@ def bce_with_weights(logits, targets, *, weight=None, pos_weight=None, focal_gam
     op = torch.ops.pycmlt.cb_bce_triton if chosen == "triton" else torch.ops.pycmlt.cb_bce
     loss = call_fused_loss(op, (logits2d, targets2d, w2d, pw2d, focal_gamma, code,
                                 logits.requires_grad and torch.is_grad_enabled()), (0,))
-    loss = loss.to(logits.dtype)
-    return loss.reshape(shape) if code == 0 else loss
+    if loss.dtype != logits.dtype:
+        loss = loss.to(logits.dtype)
+    return loss.reshape(shape) if code == 0 and logits.dim() != 2 else loss
 
 
 def check_targets(targets, logits) -> torch.Tensor:

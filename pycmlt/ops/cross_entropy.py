@@ -113,16 +113,19 @@ def cross_entropy_with_class_tensors(
         raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
 
     logits2d, target1d, out_shape = _as_rows(logits, target)
-    target1d = target1d.to(torch.int64)  # every backend reads int64 (F.cross_entropy itself rejects int32)
+    if target1d.dtype != torch.int64:
+        target1d = target1d.to(torch.int64)  # every backend reads int64 (F.cross_entropy itself rejects int32)
     num_classes = logits2d.shape[1]
-    per_class = {}
-    for name, value in (("class_weight", class_weight), ("margins", margins), ("logit_bias", logit_bias)):
-        if value is not None:
-            check_same_device("logits", logits, **{name: value})
-            if value.shape != (num_classes,):
-                raise ValueError(f"{name} must have shape [{num_classes}], got {tuple(value.shape)}")
-            value = value.to(compute_dtype(logits.dtype)).contiguous()
-        per_class[name] = value
+    per_class = {"class_weight": class_weight, "margins": margins, "logit_bias": logit_bias}
+    if class_weight is not None or margins is not None or logit_bias is not None:
+        wanted = compute_dtype(logits.dtype)
+        for name, value in per_class.items():
+            if value is not None:
+                check_same_device("logits", logits, **{name: value})
+                if value.shape != (num_classes,):
+                    raise ValueError(f"{name} must have shape [{num_classes}], got {tuple(value.shape)}")
+                if value.dtype != wanted or not value.is_contiguous():
+                    per_class[name] = value.to(wanted).contiguous()
 
     chosen = _backend.resolve(backend, logits2d, OP_NAME)
     # The C++ CPU kernel and the Triton op check the targets themselves (also under torch.compile).
@@ -137,8 +140,9 @@ def cross_entropy_with_class_tensors(
         loss = call_fused_loss(op, (logits2d, target1d, per_class["class_weight"],
                                     per_class["margins"], per_class["logit_bias"], scale, focal_gamma, label_smoothing,
                                     ignore_index, code, logits2d.requires_grad and torch.is_grad_enabled()), (0,))
-    loss = loss.to(logits.dtype)
-    return loss.reshape(out_shape) if code == 0 else loss
+    if loss.dtype != logits.dtype:
+        loss = loss.to(logits.dtype)
+    return loss.reshape(out_shape) if code == 0 and logits.dim() != 2 else loss
 
 
 def cross_entropy_reference(logits, target, class_weight=None, margins=None, logit_bias=None, *, scale=1.0,
