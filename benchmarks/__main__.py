@@ -2,7 +2,8 @@
 python -m benchmarks report [--results DIR] [--quick] [--readme README.md | --no-readme]
 
 Suites: ce, bce, fused-linear, contrastive, alignment (loss kernels against eager PyTorch,
-torch.compile and peers), index (nearest-word search), train-step (end-to-end CMLTNet step).
+torch.compile and peers), index (nearest-word search), train-step (end-to-end CMLTNet step),
+grid (CE and BCE, plain and long-tail options, fp32/bf16, over an (N, C) grid: speed-up heat maps).
 Each writes <out>/<suite>[-quick]-<device>.json and .md; `report` turns the latest results into
 benchmarks/results/REPORT.md, PNG plots and the README's benchmark tables."""
 from __future__ import annotations
@@ -15,8 +16,8 @@ import traceback
 
 # sub-command -> module in benchmarks/ with run(device, quick=False) -> dict
 SUITES = {"ce": "ce", "bce": "bce", "fused-linear": "fused_linear", "contrastive": "contrastive",
-          "alignment": "alignment", "index": "index", "train-step": "train_step"}
-ORDER = ["ce", "bce", "fused-linear", "contrastive", "alignment", "index", "train-step"]
+          "alignment": "alignment", "index": "index", "train-step": "train_step", "grid": "grid"}
+ORDER = ["ce", "bce", "fused-linear", "contrastive", "alignment", "index", "train-step", "grid"]
 
 
 def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:

@@ -38,8 +38,8 @@ TESTS_TRITON_S=65
 REPORT_S=20
 # per suite: the soft budget given to the suite (--time-budget: no new measurement starts after it);
 # its hard limit (timeout) adds 25 s for start-up, the measurement in flight and writing the JSON
-SUITES=(ce bce fused-linear contrastive alignment index train-step)
-declare -A BENCH_S=([ce]=20 [bce]=15 [fused-linear]=22 [contrastive]=30 [alignment]=12 [index]=10 [train-step]=20)
+SUITES=(ce bce fused-linear contrastive alignment index train-step grid)
+declare -A BENCH_S=([ce]=18 [bce]=13 [fused-linear]=20 [contrastive]=26 [alignment]=10 [index]=8 [train-step]=18 [grid]=45)
 
 write_summary() {  # write_summary STATUS [MESSAGE]
   "$PY" - "$OUT" "$STEPS" "$1" "${2:-}" "$START_S" <<'EOF' || echo "{\"status\": \"$1\"}" > "$OUT/summary.json"

@@ -23,11 +23,12 @@ from benchmarks.harness import RESULTS_DIR, fmt, machine_line, markdown_report
 REPO_ROOT = Path(__file__).resolve().parent.parent
 README = REPO_ROOT / "README.md"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
-SUITE_ORDER = ["ce", "bce", "fused-linear", "contrastive", "alignment", "index", "train-step"]
+SUITE_ORDER = ["ce", "bce", "fused-linear", "contrastive", "alignment", "index", "train-step", "grid"]
 LOSS_SUITES = {"ce", "bce", "fused-linear", "contrastive", "alignment"}
 TITLES = {"ce": "Class-balanced cross-entropy", "bce": "Class-balanced multi-label BCE",
           "fused-linear": "Fused linear + cross-entropy", "contrastive": "Cross-modal contrastive loss",
-          "alignment": "Alignment loss", "index": "Nearest-word search", "train-step": "CMLTNet training step"}
+          "alignment": "Alignment loss", "index": "Nearest-word search", "train-step": "CMLTNet training step",
+          "grid": "CE and BCE over an (N, C) grid"}
 # case keys that describe the case but are not shape parameters
 _NOT_SHAPE = {"name", "measurements", "ratios", "baseline", "bytes_moved", "matrix_bytes_fp32", "flops_fwd_bwd",
               "logits_mb", "pycmlt_chunk_rows", "m"}
@@ -312,9 +313,53 @@ def plot_train_step(payload: dict, path: Path) -> Path:
     return _save(fig, path, payload, "time per training step", suptitle=False)
 
 
+def plot_grid_heatmap(payload: dict, path: Path) -> Path:
+    """One panel per (variant, dtype): pycmlt's forward+backward speed-up over eager by (N, C), log colour
+    scale centred on 1 (red: slower than eager, blue: faster)."""
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    plt = _plt()
+    groups: OrderedDict[tuple, list[dict]] = OrderedDict()
+    for case in payload["cases"]:
+        groups.setdefault((case["variant"], case["dtype"].replace("torch.", "")), []).append(case)
+    cols = min(4, len(groups))
+    rows = math.ceil(len(groups) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows + 0.6), squeeze=False)
+    norm = LogNorm(vmin=1 / 8, vmax=8)
+    image = None
+    for ax, ((variant, dtype), cases) in zip(axes.flat, groups.items()):
+        ns, cs = sorted({c["n"] for c in cases}), sorted({c["c"] for c in cases})
+        grid = np.full((len(ns), len(cs)), np.nan)
+        for case in cases:
+            r = next((v for p, v in case.get("ratios", {}).items() if p.startswith("pycmlt-")), {})
+            if r.get("speedup_fwd_bwd"):
+                grid[ns.index(case["n"]), cs.index(case["c"])] = r["speedup_fwd_bwd"]
+        image = ax.imshow(np.clip(grid, 1 / 8, 8), cmap="RdBu", norm=norm, origin="lower", aspect="auto")
+        for i in range(len(ns)):
+            for j in range(len(cs)):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.2g}", ha="center", va="center", fontsize=6)
+        ax.set_xticks(range(len(cs)), [str(c) for c in cs], fontsize=6, rotation=45)
+        ax.set_yticks(range(len(ns)), [str(n) for n in ns], fontsize=6)
+        ax.set_xlabel("C", fontsize=7)
+        ax.set_ylabel("N", fontsize=7)
+        ax.set_title(f"{variant}, {dtype}", fontsize=8)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="speed-up over eager (fwd+bwd)")
+    fig.suptitle(_title(payload, "pycmlt speed-up over eager PyTorch by (N, C)"), fontsize=10)
+    fig.savefig(path, dpi=90)
+    _plt().close(fig)
+    return path
+
+
 def make_plots(payload: dict, plots_dir: Path) -> list[Path]:
     plots_dir.mkdir(parents=True, exist_ok=True)
     stem = _stem(payload)
+    if payload["suite"] == "grid":
+        return [plot_grid_heatmap(payload, plots_dir / f"{stem}-heatmap.png")]
     if payload["suite"] == "index":
         return [plot_index(payload, plots_dir / f"{stem}-recall.png")]
     if payload["suite"] == "train-step":
@@ -335,6 +380,8 @@ def suite_markdown(payload: dict) -> str:
         from benchmarks.index import markdown
     elif payload["suite"] == "train-step":
         from benchmarks.train_step import markdown
+    elif payload["suite"] == "grid":
+        from benchmarks.grid import markdown
     else:
         markdown = markdown_report
     return markdown(payload)
@@ -437,6 +484,25 @@ def train_step_table(payload: dict) -> list[str]:
     return lines
 
 
+def grid_summary(payload: dict) -> list[str]:
+    """The slowest shape of the grid, and the share of cases where pycmlt is at least as fast as eager
+    and as torch.compile."""
+    from benchmarks.grid import slowest
+
+    ratios = [v for c in payload["cases"] for p, v in c.get("ratios", {}).items() if p.startswith("pycmlt-")]
+    eager = [r["speedup_fwd_bwd"] for r in ratios if r.get("speedup_fwd_bwd")]
+    comp = [r["speedup_vs_compile"] for r in ratios if r.get("speedup_vs_compile")]
+    lines = [f"pycmlt is at least as fast as eager PyTorch in {sum(v >= 1 for v in eager)} of {len(eager)} "
+             f"measured cases (forward+backward)"
+             + (f", and at least as fast as torch.compile in {sum(v >= 1 for v in comp)} of {len(comp)}." if comp
+                else "; torch.compile was not measured in this run.")]
+    worst = slowest(payload)
+    if worst is not None:
+        r = next(v for p, v in worst["ratios"].items() if p.startswith("pycmlt-"))
+        lines += ["", f"Slowest shape: **{worst['name']}**, {fmt(r['speedup_fwd_bwd'], 'x')} eager."]
+    return lines
+
+
 def readme_block(payloads: list[dict], plots: dict[int, list[Path]], readme_dir: Path, report_path: Path) -> str:
     lines = [START,
              "<!-- generated by `python -m benchmarks report` from benchmarks/results/*.json: do not edit by hand -->",
@@ -460,12 +526,15 @@ def readme_block(payloads: list[dict], plots: dict[int, list[Path]], readme_dir:
                 lines += index_table(p)
             elif p["suite"] == "train-step":
                 lines += train_step_table(p)
+            elif p["suite"] == "grid":
+                lines += grid_summary(p)
             lines.append("")
         shown = [pl for i in idx for pl in plots.get(i, [])]
         if shown:
             lines += ["Plots: " + " · ".join(f"[{pl.stem}]({_rel(pl, readme_dir)})" for pl in shown), ""]
             # shown inline: the contrastive memory curve, the training-step breakdown, the CE timings
-            featured = [f"contrastive-{device}-memory", f"train-step-{device}", f"ce-{device}-scaling"]
+            featured = [f"contrastive-{device}-memory", f"train-step-{device}", f"ce-{device}-scaling",
+                        f"grid-{device}-heatmap"]
             key = [pl for name in featured for pl in shown if pl.stem == name]
             for pl in key:
                 lines.append(f"![{pl.stem}]({_rel(pl, readme_dir)})")

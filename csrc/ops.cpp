@@ -1,5 +1,6 @@
-// Declares every pycmlt op schema once. CPU kernels live in csrc/cpu, CUDA kernels in csrc/cuda;
-// Python adds the fake (meta) kernels and the autograd formulas (pycmlt/ops).
+// Declares every pycmlt op schema once. CPU kernels live in csrc/cpu, CUDA kernels in csrc/cuda, the
+// autograd of cb_cross_entropy and cb_bce in csrc/autograd.cpp; Python adds the fake (meta) kernels, the
+// other autograd formulas and the *_grad_reference kernels (pycmlt/ops).
 #include <Python.h>
 #include <torch/library.h>
 
@@ -26,6 +27,12 @@ TORCH_LIBRARY(pycmlt, m) {
       "cb_cross_entropy_grad_inplace(Tensor(a!) logits, Tensor target, Tensor? class_weight, "
       "Tensor? margins, Tensor? logit_bias, Tensor aux, float scale, float focal_gamma, "
       "float label_smoothing, int ignore_index) -> Tensor");
+  // d loss / d logits of cb_cross_entropy through the differentiable torch reference, times grad_loss: what
+  // its autograd kernel returns in a create_graph=True backward (CompositeImplicitAutograd, in Python).
+  m.def(
+      "cb_cross_entropy_grad_reference(Tensor grad_loss, Tensor logits, Tensor target, Tensor? class_weight, "
+      "Tensor? margins, Tensor? logit_bias, float scale, float focal_gamma, float label_smoothing, "
+      "int ignore_index, int reduction, bool compute_grad) -> Tensor");
   // Class-balanced sigmoid BCE (docs/ops/bce.md) with the gradient computed in the same pass. logits and
   // targets [N, C] (targets in logits' dtype or float32); weight and pos_weight: fp32 [Nw, Cw] with
   // Nw in {1, N}, Cw in {1, C}, broadcast over [N, C]. Returns (loss fp32: [N, C] for reduction 0,
@@ -33,6 +40,10 @@ TORCH_LIBRARY(pycmlt, m) {
   m.def(
       "cb_bce(Tensor logits, Tensor targets, Tensor? weight, Tensor? pos_weight, float focal_gamma, "
       "int reduction, bool compute_grad) -> (Tensor, Tensor)");
+  // d loss / d logits of cb_bce through the torch reference, times grad_loss (see cb_cross_entropy_grad_reference).
+  m.def(
+      "cb_bce_grad_reference(Tensor grad_loss, Tensor logits, Tensor targets, Tensor? weight, Tensor? pos_weight, "
+      "float focal_gamma, int reduction, bool compute_grad) -> Tensor");
   // In-place BCE gradient for the chunked fused linear + BCE: logits is replaced by
   // grad_scale * d loss / d logits; returns the sum of the losses of its elements (fp32 scalar).
   m.def(

@@ -237,3 +237,17 @@ def test_gpu_run_without_gpu_says_so(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "no GPU" and summary["gpu"] is False and summary["steps"] == []
     assert not list(out.glob("*-cuda.json"))
+
+
+def test_grid_results(quick_results, tmp_path):
+    """The grid suite: pycmlt and eager on every case, the speed-up heat map and the slowest shape."""
+    payload = _load(quick_results / "grid-quick-cpu.json")
+    assert {c["variant"] for c in payload["cases"]} >= {"ce", "ce cb+ldam", "bce"}
+    for case in payload["cases"]:
+        providers = {m["provider"]: m for m in case["measurements"]}
+        assert providers["eager"]["fwd_bwd_ms"] and providers["pycmlt-cpu"]["fwd_bwd_ms"], case["name"]
+        assert case["ratios"]["pycmlt-cpu"]["speedup_fwd_bwd"] > 0
+    md = (quick_results / "grid-quick-cpu.md").read_text()
+    assert "Slowest shape: **" in md and "| N \\ C |" in md
+    plot = report.plot_grid_heatmap(report.normalise(payload), tmp_path / "grid.png")
+    assert plot.read_bytes()[:8] == PNG_MAGIC

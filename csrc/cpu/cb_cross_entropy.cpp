@@ -6,6 +6,7 @@
 #include <ATen/Dispatch.h>
 
 #include <atomic>
+#include <type_traits>
 #include <vector>
 
 #include "common/ce_glue.h"
@@ -16,46 +17,86 @@
 namespace pycmlt {
 namespace {
 
-// Loss of one row; writes d loss / d logits into g when g != nullptr. buf holds C floats.
+// The passes of ce_row over the columns [lo, hi), for z_j = (x_j + bias_j) s (bias may be nullptr).
 template <typename T>
-PYCMLT_ALWAYS_INLINE float ce_row(const T* x, int64_t y, const CeOptions& o, float w_y,
-                                  float w_total, float grad_scale, float* buf, T* g) {
+PYCMLT_ALWAYS_INLINE float z_of(const T* x, const float* bias, float s, int64_t j) {
+  return (static_cast<float>(x[j]) + (bias ? bias[j] : 0.f)) * s;
+}
+template <typename T, bool BIAS>
+PYCMLT_ALWAYS_INLINE float max_z(const T* x, const float* bias, float s, int64_t lo, int64_t hi, float mx) {
+#pragma omp simd reduction(max : mx)
+  for (int64_t j = lo; j < hi; ++j) {
+    const float z = z_of(x, BIAS ? bias : nullptr, s, j);
+    mx = z > mx ? z : mx;
+  }
+  return mx;
+}
+template <typename T, bool BIAS>
+PYCMLT_ALWAYS_INLINE float weighted_sum_z(const T* x, const float* bias, const float* w, float s, int64_t lo,
+                                          int64_t hi) {
+  float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = lo; j < hi; ++j) acc += (w ? w[j] : 1.f) * z_of(x, BIAS ? bias : nullptr, s, j);
+  return acc;
+}
+template <typename T, bool BIAS>
+PYCMLT_ALWAYS_INLINE float exp_z(const T* x, const float* bias, float s, float shift, int64_t lo, int64_t hi,
+                                 float* e) {
+  float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = lo; j < hi; ++j) {
+    const float v = fast_expf(z_of(x, BIAS ? bias : nullptr, s, j) - shift);
+    e[j] = v;
+    acc += v;
+  }
+  return acc;
+}
+
+// Loss of one row; writes d loss / d logits into g when g != nullptr. Three passes over the row, the
+// logits read from memory once (the later passes find them in cache): the max of the adjusted logits,
+// then their exp written straight into the gradient row (fp32; fp16/bf16 rows use the fp32 scratch
+// `buf` of C floats) with its sum, then the gradient scaled in place. g may alias x (the in-place op):
+// pass 2 reads x[j] just before it writes g[j], and pass 3 reads g only. The LDAM margin of the target
+// column is applied by running the passes on [0, y) and (y, C) and the target column on its own.
+template <typename T, bool BIAS>
+PYCMLT_ALWAYS_INLINE float ce_row_impl(const T* x, int64_t y, const CeOptions& o, float w_y, float w_total,
+                                       float grad_scale, float* buf, T* g) {
   const int64_t C = o.num_classes;
   const float s = o.scale;
   const float* bias = o.logit_bias;
   const float* w = o.class_weight;
-  if (bias) {
-#pragma omp simd
-    for (int64_t j = 0; j < C; ++j) buf[j] = (static_cast<float>(x[j]) + bias[j]) * s;
-  } else {
-#pragma omp simd
-    for (int64_t j = 0; j < C; ++j) buf[j] = static_cast<float>(x[j]) * s;
-  }
-  if (o.margins) buf[y] -= o.margins[y] * s;
-  const float z_y = buf[y];
-
+  const bool split = o.margins != nullptr;
+  const float z_y = z_of(x, bias, s, y) - (split ? o.margins[y] * s : 0.f);
   float mx = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : mx)
-  for (int64_t j = 0; j < C; ++j) mx = buf[j] > mx ? buf[j] : mx;
+  if (split) {
+    mx = max_z<T, BIAS>(x, bias, s, y + 1, C, max_z<T, BIAS>(x, bias, s, 0, y, mx));
+    mx = z_y > mx ? z_y : mx;
+  } else {
+    mx = max_z<T, BIAS>(x, bias, s, 0, C, mx);
+  }
   float sum_wz = 0.f;
   if (o.label_smoothing > 0.f) {
-    if (w) {
-#pragma omp simd reduction(+ : sum_wz)
-      for (int64_t j = 0; j < C; ++j) sum_wz += w[j] * buf[j];
+    if (split) {
+      sum_wz = weighted_sum_z<T, BIAS>(x, bias, w, s, 0, y) + weighted_sum_z<T, BIAS>(x, bias, w, s, y + 1, C) +
+               (w ? w[y] : 1.f) * z_y;
     } else {
-#pragma omp simd reduction(+ : sum_wz)
-      for (int64_t j = 0; j < C; ++j) sum_wz += buf[j];
+      sum_wz = weighted_sum_z<T, BIAS>(x, bias, w, s, 0, C);
     }
   }
   // As in PyTorch (x - max): a row whose max is +inf or NaN gives a NaN loss and gradient
   // (inf - inf); only an all -inf row is shifted by 0 instead.
   const float shift = mx == -std::numeric_limits<float>::infinity() ? 0.f : mx;
-  float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < C; ++j) {
-    const float e = fast_expf(buf[j] - shift);
-    buf[j] = e;
-    sum += e;
+  float* e = buf;
+  if constexpr (std::is_same_v<T, float>) {
+    if (g) e = g;
+  }
+  float sum;
+  if (split) {
+    const float e_y = fast_expf(z_y - shift);
+    sum = exp_z<T, BIAS>(x, bias, s, shift, 0, y, e) + exp_z<T, BIAS>(x, bias, s, shift, y + 1, C, e) + e_y;
+    e[y] = e_y;
+  } else {
+    sum = exp_z<T, BIAS>(x, bias, s, shift, 0, C, e);
   }
   const float lse = shift + std::log(sum);
   const float nll = lse - z_y;
@@ -63,16 +104,24 @@ PYCMLT_ALWAYS_INLINE float ce_row(const T* x, int64_t y, const CeOptions& o, flo
   if (g) {
     const float a = grad_scale * s * k.a / sum;
     const float bc = grad_scale * s * k.b_class;
+    const float e_y = e[y];
     if (w && bc != 0.f) {
 #pragma omp simd
-      for (int64_t j = 0; j < C; ++j) g[j] = static_cast<T>(a * buf[j] - bc * w[j]);
+      for (int64_t j = 0; j < C; ++j) g[j] = static_cast<T>(a * e[j] - bc * w[j]);
     } else {
 #pragma omp simd
-      for (int64_t j = 0; j < C; ++j) g[j] = static_cast<T>(a * buf[j] - bc);
+      for (int64_t j = 0; j < C; ++j) g[j] = static_cast<T>(a * e[j] - bc);
     }
-    g[y] = static_cast<T>(a * buf[y] - bc * (w ? w[y] : 1.f) - grad_scale * s * k.b_target);
+    g[y] = static_cast<T>(a * e_y - bc * (w ? w[y] : 1.f) - grad_scale * s * k.b_target);
   }
   return k.loss;
+}
+
+template <typename T>
+PYCMLT_ALWAYS_INLINE float ce_row(const T* x, int64_t y, const CeOptions& o, float w_y, float w_total,
+                                  float grad_scale, float* buf, T* g) {
+  return o.logit_bias ? ce_row_impl<T, true>(x, y, o, w_y, w_total, grad_scale, buf, g)
+                      : ce_row_impl<T, false>(x, y, o, w_y, w_total, grad_scale, buf, g);
 }
 
 // One non-template, multi-versioned entry per dtype so the row loop is compiled for AVX-512/AVX2.
@@ -123,7 +172,7 @@ void ce_rows(const scalar_t* x, int64_t row_stride, const int64_t* tgt, int64_t 
   const int64_t C = o.num_classes;
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1));
   at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> buf(C);
+    std::vector<float> buf(std::is_same_v<scalar_t, float> && grad ? 0 : C);  // fp32 rows use the gradient row
     for (int64_t i = begin; i < end; ++i) {
       const int64_t y = tgt[i];
       scalar_t* gi = grad ? grad + i * grad_stride : nullptr;

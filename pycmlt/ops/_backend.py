@@ -78,11 +78,29 @@ def use_backend(name: str):
         set_default_backend(previous)
 
 
+_resolved: dict = {}  # (backend, default, device, dtype, gpu_preference, TRITON_INTERPRET) -> choice
+
+
 def resolve(backend: str, tensor: torch.Tensor, op: str, *, gpu_preference: tuple[str, ...] | None = None) -> str:
     """The concrete backend for `op` on `tensor`, or a ValueError saying why `backend` can't run.
 
     gpu_preference: an op's own order of the GPU backends for `auto` (default: cuda, then triton).
+    A choice that succeeded is remembered (per backend, default, device, dtype and TRITON_INTERPRET),
+    so the per-call cost is one dictionary look-up; errors are never cached.
     """
+    if torch.compiler.is_compiling():  # traced once: no cache side effects in the graph
+        return _resolve(backend, tensor, op, gpu_preference)
+    key = (backend, _default, tensor.device, tensor.dtype, gpu_preference, os.environ.get("TRITON_INTERPRET"))
+    try:
+        return _resolved[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable backend argument, reported below
+        pass
+    choice = _resolve(backend, tensor, op, gpu_preference)
+    _resolved[key] = choice
+    return choice
+
+
+def _resolve(backend, tensor, op, gpu_preference) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
     device = tensor.device

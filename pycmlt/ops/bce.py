@@ -17,7 +17,7 @@ from pycmlt.ops._checks import (
     reduction_code,
     reduction_name,
 )
-from pycmlt.ops._registration import call_fused_loss, register_fused_loss
+from pycmlt.ops._registration import call_fused_loss, register_fused_loss, register_native_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights
 
 OP_NAME = "class_balanced_bce"
@@ -102,8 +102,9 @@ def bce_with_weights(logits, targets, *, weight=None, pos_weight=None, focal_gam
     op = torch.ops.pycmlt.cb_bce_triton if chosen == "triton" else torch.ops.pycmlt.cb_bce
     loss = call_fused_loss(op, (logits2d, targets2d, w2d, pw2d, focal_gamma, code,
                                 logits.requires_grad and torch.is_grad_enabled()), (0,))
-    loss = loss.to(logits.dtype)
-    return loss.reshape(shape) if code == 0 else loss
+    if loss.dtype != logits.dtype:
+        loss = loss.to(logits.dtype)
+    return loss.reshape(shape) if code == 0 and logits.dim() != 2 else loss
 
 
 def check_targets(targets, logits) -> torch.Tensor:
@@ -224,5 +225,5 @@ def _register(qualname: str) -> None:
 _register("pycmlt::cb_bce_triton")
 torch.library.register_fake("pycmlt::cb_bce_grad_inplace_triton")(_fake_inplace)
 if _extension.native_available():
-    _register("pycmlt::cb_bce")
+    register_native_fused_loss("pycmlt::cb_bce", _fake, _op_reference)
     torch.library.register_fake("pycmlt::cb_bce_grad_inplace")(_fake_inplace)

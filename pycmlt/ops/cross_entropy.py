@@ -3,6 +3,8 @@ and the custom-op registration of the fused kernels (C++ CPU/CUDA through TORCH_
 Triton as a Python custom op). The kernels compute the gradient in the forward pass."""
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 
@@ -18,7 +20,7 @@ from pycmlt.ops._checks import (
     reduction_code,
     reduction_name,
 )
-from pycmlt.ops._registration import call_fused_loss, register_fused_loss
+from pycmlt.ops._registration import call_fused_loss, register_fused_loss, register_native_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights, ldam_margins, logit_adjustment
 
 OP_NAME = "class_balanced_cross_entropy"
@@ -64,7 +66,59 @@ def class_balanced_cross_entropy(
 def class_tensors(num_classes, device, *, class_counts=None, beta=None, weight=None, ldam_max_margin=0.0,
                   logit_adjust_tau=0.0, weight_name="weight"):
     """(class weight, LDAM margins, logit offsets) [C] fp32 tensors (or None) from the options of
-    class_balanced_cross_entropy: an explicit weight overrides the class-balanced weights of beta."""
+    class_balanced_cross_entropy: an explicit weight overrides the class-balanced weights of beta.
+
+    The tensors derived from class_counts are remembered (see _derived_cache_key): a training loop that
+    passes the same counts every step derives them once, not per call."""
+    if weight is not None:
+        check_tensor(weight_name, weight, floating=True)
+        if weight.device != device:
+            raise ValueError(f"{weight_name} is on {weight.device} but the logits are on {device}; "
+                             "move them to the same device")
+        if weight.shape != (num_classes,):
+            raise ValueError(f"{weight_name} must have shape [{num_classes}] (one weight per class), "
+                             f"got {tuple(weight.shape)}")
+    key = _derived_cache_key(class_counts, num_classes, device, beta if weight is None else None,
+                             ldam_max_margin, logit_adjust_tau)
+    hit = _DERIVED.get(key) if key is not None else None
+    if hit is not None and (hit[0] is None or hit[0]() is class_counts):
+        derived = hit[1]
+    else:
+        derived = _derive_class_tensors(num_classes, device, class_counts, beta, weight, ldam_max_margin,
+                                        logit_adjust_tau)
+        if key is not None:
+            if len(_DERIVED) >= 64:
+                _DERIVED.pop(next(iter(_DERIVED)))
+            _DERIVED[key] = (weakref.ref(class_counts) if isinstance(class_counts, torch.Tensor) else None, derived)
+    class_weight, margins, bias = derived
+    return (weight if weight is not None else class_weight), margins, bias
+
+
+_DERIVED: dict = {}  # _derived_cache_key -> (weak reference to a counts tensor or None, derived tensors)
+
+
+def _derived_cache_key(class_counts, num_classes, device, beta, ldam_max_margin, logit_adjust_tau):
+    """A hashable key of the derivation, or None where it must not be cached: a plain counts tensor is
+    keyed by identity and version (an in-place change derives afresh), a list/tuple of numbers by value;
+    never under torch.compile."""
+    if class_counts is None or torch.compiler.is_compiling():
+        return None
+    if type(class_counts) is torch.Tensor:
+        counts_key = ("tensor", id(class_counts), class_counts._version)
+    elif type(class_counts) in (list, tuple) and all(type(v) in (int, float) for v in class_counts):
+        counts_key = ("values", tuple(class_counts))
+    else:
+        return None
+    options = []
+    for value in (beta, ldam_max_margin, logit_adjust_tau):
+        if value is not None and type(value) not in (int, float):
+            return None
+        options.append((type(value), value))
+    return counts_key, num_classes, device, tuple(options)
+
+
+def _derive_class_tensors(num_classes, device, class_counts, beta, weight, ldam_max_margin, logit_adjust_tau):
+    """(class-balanced weights or None, margins or None, offsets or None), validating every option."""
     needs_counts = {"beta": beta is not None, "ldam_max_margin": ldam_max_margin != 0.0,
                     "logit_adjust_tau": logit_adjust_tau != 0.0}
     counts = None
@@ -77,19 +131,7 @@ def class_tensors(num_classes, device, *, class_counts=None, beta=None, weight=N
         missing = [name for name, used in needs_counts.items() if used]
         if missing:
             raise ValueError(f"{', '.join(missing)} need class_counts (the training count of each class)")
-    if weight is not None:
-        check_tensor(weight_name, weight, floating=True)
-        if weight.device != device:
-            raise ValueError(f"{weight_name} is on {weight.device} but the logits are on {device}; "
-                             "move them to the same device")
-        if weight.shape != (num_classes,):
-            raise ValueError(f"{weight_name} must have shape [{num_classes}] (one weight per class), "
-                             f"got {tuple(weight.shape)}")
-        class_weight = weight
-    elif beta is not None:
-        class_weight = class_balanced_weights(counts, beta).to(device)
-    else:
-        class_weight = None
+    class_weight = class_balanced_weights(counts, beta).to(device) if beta is not None and weight is None else None
     margins = ldam_margins(counts, ldam_max_margin).to(device) if ldam_max_margin != 0.0 else None
     bias = logit_adjustment(counts, logit_adjust_tau).to(device) if logit_adjust_tau != 0.0 else None
     return class_weight, margins, bias
@@ -113,16 +155,19 @@ def cross_entropy_with_class_tensors(
         raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
 
     logits2d, target1d, out_shape = _as_rows(logits, target)
-    target1d = target1d.to(torch.int64)  # every backend reads int64 (F.cross_entropy itself rejects int32)
+    if target1d.dtype != torch.int64:
+        target1d = target1d.to(torch.int64)  # every backend reads int64 (F.cross_entropy itself rejects int32)
     num_classes = logits2d.shape[1]
-    per_class = {}
-    for name, value in (("class_weight", class_weight), ("margins", margins), ("logit_bias", logit_bias)):
-        if value is not None:
-            check_same_device("logits", logits, **{name: value})
-            if value.shape != (num_classes,):
-                raise ValueError(f"{name} must have shape [{num_classes}], got {tuple(value.shape)}")
-            value = value.to(compute_dtype(logits.dtype)).contiguous()
-        per_class[name] = value
+    per_class = {"class_weight": class_weight, "margins": margins, "logit_bias": logit_bias}
+    if class_weight is not None or margins is not None or logit_bias is not None:
+        wanted = compute_dtype(logits.dtype)
+        for name, value in per_class.items():
+            if value is not None:
+                check_same_device("logits", logits, **{name: value})
+                if value.shape != (num_classes,):
+                    raise ValueError(f"{name} must have shape [{num_classes}], got {tuple(value.shape)}")
+                if value.dtype != wanted or not value.is_contiguous():
+                    per_class[name] = value.to(wanted).contiguous()
 
     chosen = _backend.resolve(backend, logits2d, OP_NAME)
     # The C++ CPU kernel and the Triton op check the targets themselves (also under torch.compile).
@@ -137,8 +182,9 @@ def cross_entropy_with_class_tensors(
         loss = call_fused_loss(op, (logits2d, target1d, per_class["class_weight"],
                                     per_class["margins"], per_class["logit_bias"], scale, focal_gamma, label_smoothing,
                                     ignore_index, code, logits2d.requires_grad and torch.is_grad_enabled()), (0,))
-    loss = loss.to(logits.dtype)
-    return loss.reshape(out_shape) if code == 0 else loss
+    if loss.dtype != logits.dtype:
+        loss = loss.to(logits.dtype)
+    return loss.reshape(out_shape) if code == 0 and logits.dim() != 2 else loss
 
 
 def cross_entropy_reference(logits, target, class_weight=None, margins=None, logit_bias=None, *, scale=1.0,
@@ -283,5 +329,5 @@ def _register(qualname: str) -> None:
 _register("pycmlt::cb_cross_entropy_triton")
 torch.library.register_fake("pycmlt::cb_cross_entropy_grad_inplace_triton")(_fake_inplace)
 if _extension.native_available():
-    _register("pycmlt::cb_cross_entropy")
+    register_native_fused_loss("pycmlt::cb_cross_entropy", _fake, _op_reference)
     torch.library.register_fake("pycmlt::cb_cross_entropy_grad_inplace")(_fake_inplace)
