@@ -57,6 +57,19 @@ def _check_qualified_op_name():
     assert torch.ops.pycmlt.cb_cross_entropy_triton._qualified_op_name == "pycmlt::cb_cross_entropy_triton"
 
 
+def _check_functorch_interpreter_stack():
+    peek = torch._C._functorch.peek_interpreter_stack
+    assert peek() is None, "must be None outside torch.func transforms"
+    seen = []
+
+    def f(x):
+        seen.append(peek())
+        return (x * x).sum()
+
+    torch.func.grad(f)(torch.ones(2))
+    assert seen and seen[0] is not None, "must be set inside a torch.func transform"
+
+
 @dataclass(frozen=True)
 class PrivateApi:
     name: str
@@ -73,6 +86,11 @@ PRIVATE_APIS = {api.name: api for api in (
                "detecting an input modified in place before a create_graph backward (ops/_registration.py), "
                "and when the word table changed (models/cmltnet.py word_index)",
                _check_tensor_version),
+    PrivateApi("torch._C._functorch",
+               "peek_interpreter_stack: telling whether a call runs under a torch.func transform, where the C++ "
+               "autograd of the CE/BCE ops cannot run and the Python autograd.Function path is taken "
+               "(ops/_registration.py call_fused_loss)",
+               _check_functorch_interpreter_stack),
     PrivateApi("torch._ops.OpOverloadPacket._qualified_op_name",
                "finding the registered reference formula of a fused loss op (ops/_registration.py)",
                _check_qualified_op_name),
