@@ -44,7 +44,8 @@ def class_balanced_bce(
     of training examples in which each class is positive) with `beta` in [0, 1) gives the
     class-balanced weights of Cui et al. 2019 (normalised to sum to C), applied per class.
     An explicit `weight` (broadcastable to logits, as in PyTorch: an element weight, not only a
-    per-class one, hence not `class_weight`) overrides the class-balanced weights; to combine both, pass weight=pycmlt.class_balanced_weights(counts, beta) * yours.
+    per-class one, hence not `class_weight`) overrides the class-balanced weights; to combine both,
+    pass weight=pycmlt.class_balanced_weights(counts, beta) * yours.
     `pos_weight` (broadcastable to logits; usually [C]) weighs the positive term as in PyTorch.
     `focal_gamma` > 0 multiplies each element's loss by (1 - p_t)^gamma (sigmoid focal loss).
     `mean` is the plain mean over all elements, as in PyTorch. Gradients flow to `logits` only.
