@@ -261,7 +261,7 @@ def test_bad_input_explained():
         cbbce(x, t, weight=torch.ones(4))
     with pytest.raises(ValueError, match=r"pos_weight of shape \[2, 2, 3\] does not broadcast"):
         cbbce(x, t, pos_weight=torch.ones(2, 2, 3))
-    with pytest.raises(ValueError, match="targets is on meta but logits is on cpu"):
+    with pytest.raises(ValueError, match="target is on meta but logits is on cpu"):
         cbbce(x, torch.rand(2, 3, device="meta"))
     with pytest.raises(ValueError, match="weight is on meta"):
         cbbce(x, t, weight=torch.ones(3, device="meta"))

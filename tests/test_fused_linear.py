@@ -388,7 +388,7 @@ def test_bad_input_explained():
         flbce(h, w, y, loss_weight=torch.ones(3))
     with pytest.raises(ValueError, match="class_counts is only used"):
         flbce(h, w, y, class_counts=[1, 2, 3, 4, 5])
-    with pytest.raises(ValueError, match="targets is on meta"):
+    with pytest.raises(ValueError, match="target is on meta"):
         flbce(h, w, y.to("meta"))
 
 
