@@ -247,13 +247,13 @@ def test_no_grad_path_and_retain_graph(device, backend):
 
 def test_bad_input_explained():
     x, t = torch.randn(2, 3), torch.rand(2, 3)
-    with pytest.raises(ValueError, match=r"targets must have the shape of logits \[2, 3\]"):
+    with pytest.raises(ValueError, match=r"target must have the shape of logits \[2, 3\]"):
         cbbce(x, torch.rand(2, 4))
-    with pytest.raises(ValueError, match=r"targets must have the shape of logits"):
+    with pytest.raises(ValueError, match=r"target must have the shape of logits"):
         cbbce(x, torch.rand(6))
-    with pytest.raises(TypeError, match="targets must be a floating-point tensor.*torch.bool"):
+    with pytest.raises(TypeError, match="target must be a floating-point tensor.*torch.bool"):
         cbbce(x, t > 0.5)
-    with pytest.raises(TypeError, match="targets must be a floating-point tensor.*torch.int64"):
+    with pytest.raises(TypeError, match="target must be a floating-point tensor.*torch.int64"):
         cbbce(x, (t > 0.5).long())
     with pytest.raises(TypeError, match="logits must be a floating-point"):
         cbbce(torch.ones(2, 3, dtype=torch.long), t)
@@ -261,7 +261,7 @@ def test_bad_input_explained():
         cbbce(x, t, weight=torch.ones(4))
     with pytest.raises(ValueError, match=r"pos_weight of shape \[2, 2, 3\] does not broadcast"):
         cbbce(x, t, pos_weight=torch.ones(2, 2, 3))
-    with pytest.raises(ValueError, match="targets is on meta but logits is on cpu"):
+    with pytest.raises(ValueError, match="target is on meta but logits is on cpu"):
         cbbce(x, torch.rand(2, 3, device="meta"))
     with pytest.raises(ValueError, match="weight is on meta"):
         cbbce(x, t, weight=torch.ones(3, device="meta"))
@@ -285,7 +285,7 @@ def test_bad_input_explained():
 def test_targets_requiring_grad_are_refused_by_kernels(device, backend):
     x = torch.randn(2, 3, device=device, requires_grad=True)
     t = torch.rand(2, 3, device=device, requires_grad=True)
-    with pytest.raises(ValueError, match="targets requires grad"):
+    with pytest.raises(ValueError, match="target requires grad"):
         cbbce(x, t, backend=backend)
     loss = cbbce(x, t, backend="torch")  # the reference differentiates through them
     loss.backward()

@@ -37,6 +37,14 @@ def loss_and_grad(fn, x, grad_seed=3):
 
 # ---------------------------------------------------------------------------- drop-in for F.cross_entropy
 
+def as_class_weight(kw):
+    """F.cross_entropy's keywords as pycmlt's: its `weight` is our `class_weight`."""
+    kw = dict(kw)
+    if "weight" in kw:
+        kw["class_weight"] = kw.pop("weight")
+    return kw
+
+
 DROP_IN_CASES = [
     dict(),
     dict(weight=True),
@@ -55,7 +63,7 @@ def test_drop_in_for_f_cross_entropy(device, backend, reduction, case):
     t[1] = kw.get("ignore_index", -100)
     if kw.pop("weight", False):
         kw["weight"] = torch.rand(11, device=device) + 0.1
-    ours = loss_and_grad(lambda z: cbce(z, t, reduction=reduction, backend=backend, **kw), x)
+    ours = loss_and_grad(lambda z: cbce(z, t, reduction=reduction, backend=backend, **as_class_weight(kw)), x)
     ref = loss_and_grad(lambda z: F.cross_entropy(z, t, reduction=reduction, **kw), x)
     torch.testing.assert_close(ours[0], ref[0], **FP32)
     torch.testing.assert_close(ours[1], ref[1], **FP32)
@@ -173,7 +181,7 @@ def test_low_precision_no_worse_than_pytorch(device, backend, dtype, reduction, 
 def test_odd_shapes(device, backend, n, c):
     x, t = make_inputs(n, c, device)
     for kw in (dict(), dict(label_smoothing=0.1, weight=torch.rand(c, device=device) + 0.5)):
-        ours = loss_and_grad(lambda z: cbce(z, t, backend=backend, **kw), x)
+        ours = loss_and_grad(lambda z: cbce(z, t, backend=backend, **as_class_weight(kw)), x)
         ref = loss_and_grad(lambda z: F.cross_entropy(z, t, **kw), x)
         torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
 

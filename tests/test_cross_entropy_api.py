@@ -50,8 +50,8 @@ def test_bad_class_counts(counts, match):
     (dict(ldam_scale=0.0), ValueError, "ldam_scale must be > 0"),
     (dict(reduction="avg"), ValueError, "reduction must be one of"),
     (dict(backend="gpu"), ValueError, "backend must be one of"),
-    (dict(weight=torch.ones(4)), ValueError, r"weight must have shape \[3\]"),
-    (dict(weight=torch.ones(3, dtype=torch.long)), TypeError, "weight must be a floating-point"),
+    (dict(class_weight=torch.ones(4)), ValueError, r"class_weight must have shape \[3\]"),
+    (dict(class_weight=torch.ones(3, dtype=torch.long)), TypeError, "class_weight must be a floating-point"),
 ])
 def test_bad_options(kwargs, error, match):
     x, t = torch.randn(2, 3), torch.tensor([0, 2])
@@ -68,8 +68,8 @@ def test_bad_tensors():
         cbce(torch.randn(2, 3), torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="target is on meta but logits is on cpu"):
         cbce(torch.randn(2, 3), torch.tensor([0, 1], device="meta"))
-    with pytest.raises(ValueError, match="weight is on meta"):
-        cbce(torch.randn(2, 3), torch.tensor([0, 1]), weight=torch.ones(3, device="meta"))
+    with pytest.raises(ValueError, match="class_weight is on meta"):
+        cbce(torch.randn(2, 3), torch.tensor([0, 1]), class_weight=torch.ones(3, device="meta"))
 
 
 def test_unavailable_backend_explains_itself():

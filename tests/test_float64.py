@@ -37,9 +37,9 @@ def rand(*shape, seed=0):
 def test_cross_entropy_matches_pytorch_in_float64(reduction):
     x, t = rand(6, 7), torch.tensor([0, 6, -100, 3, 3, 1])
     w = rand(7, seed=1).abs() + 0.1  # a float64 weight keeps its precision too
-    kw = dict(weight=w, ignore_index=-100, label_smoothing=0.1, reduction=reduction)
-    ours = grads(lambda z: ops.class_balanced_cross_entropy(z, t, **kw), x)
-    assert_same(ours, grads(lambda z: F.cross_entropy(z, t, **kw), x))
+    kw = dict(ignore_index=-100, label_smoothing=0.1, reduction=reduction)
+    ours = grads(lambda z: ops.class_balanced_cross_entropy(z, t, class_weight=w, **kw), x)
+    assert_same(ours, grads(lambda z: F.cross_entropy(z, t, weight=w, **kw), x))
 
 
 def test_cross_entropy_long_tail_options_in_float64():

@@ -380,15 +380,15 @@ def test_bad_input_explained():
     with pytest.raises(ValueError, match="cannot be combined"):
         flce(h, w, t, focal_gamma=1.0, label_smoothing=0.1)
     y = make_multilabel(4, 5, "cpu")
-    with pytest.raises(ValueError, match=r"targets must have the shape of the logits \[4, 5\]"):
+    with pytest.raises(ValueError, match=r"target must have the shape of the logits \[4, 5\]"):
         flbce(h, w, y[:, :4])
-    with pytest.raises(TypeError, match="targets must be a floating-point tensor"):
+    with pytest.raises(TypeError, match="target must be a floating-point tensor"):
         flbce(h, w, y.bool())
     with pytest.raises(ValueError, match=r"loss_weight of shape \[3\] does not broadcast"):
         flbce(h, w, y, loss_weight=torch.ones(3))
     with pytest.raises(ValueError, match="class_counts is only used"):
         flbce(h, w, y, class_counts=[1, 2, 3, 4, 5])
-    with pytest.raises(ValueError, match="targets is on meta"):
+    with pytest.raises(ValueError, match="target is on meta"):
         flbce(h, w, y.to("meta"))
 
 

@@ -151,7 +151,7 @@ def test_nan_weight_of_an_unused_class_as_pytorch(backend, smoothing):
     t = torch.tensor([0, 1, 2, 0])
     w = torch.tensor([1.0, 2.0, 3.0, float("nan"), 1.0])
     xs = [x.clone().requires_grad_(True) for _ in range(2)]
-    got = ops.class_balanced_cross_entropy(xs[0], t, weight=w, label_smoothing=smoothing, backend=backend)
+    got = ops.class_balanced_cross_entropy(xs[0], t, class_weight=w, label_smoothing=smoothing, backend=backend)
     want = F.cross_entropy(xs[1], t, weight=w, label_smoothing=smoothing)
     got.backward()
     want.backward()

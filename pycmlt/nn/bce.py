@@ -5,9 +5,11 @@ import torch
 from torch import nn
 
 from pycmlt.nn._scheduled import EpochScheduled
-from pycmlt.ops._checks import check_finite_scalar, check_tensor, class_counts_tensor, reduction_code
+from pycmlt.ops._checks import check_tensor, class_counts_tensor
+from pycmlt.ops._deprecation import renamed_keywords
 from pycmlt.ops.bce import bce_with_weights
 from pycmlt.ops.class_balance import class_balanced_weights
+from pycmlt.ops.loss_options import BCEOptions
 
 
 def register_bce_statistics(module: nn.Module, class_counts, *, beta, weight, pos_weight, schedule,
@@ -48,26 +50,28 @@ class ClassBalancedBCE(EpochScheduled, nn.Module):
     `weight` holds the explicit or class-balanced weights (broadcast against the logits, usually
     [C]), `pos_weight` the positive weights; both are buffers. `schedule` (e.g.
     :class:`pycmlt.schedules.DeferredReweighting`) sets the class weights of each epoch through the
-    `update(epoch)` hook; it replaces `beta` / `weight`.
+    `update(epoch)` hook; it replaces `beta` / `weight`. `weight` keeps PyTorch's name (it is an
+    element weight broadcast to the logits, not only a per-class one). The scalar options are
+    validated once, into `self.options`.
     """
 
     def __init__(self, class_counts=None, *, beta: float | None = None, weight: torch.Tensor | None = None,
                  pos_weight: torch.Tensor | None = None, focal_gamma: float = 0.0, reduction: str = "mean",
                  backend: str = "auto", schedule=None):
         super().__init__()
+        self.options = BCEOptions(focal_gamma, reduction)
         register_bce_statistics(self, class_counts, beta=beta, weight=weight, pos_weight=pos_weight,
                                 schedule=schedule, weight_name="weight")
         self.beta = beta
-        self.focal_gamma = check_finite_scalar("focal_gamma", focal_gamma, low=0.0)
-        reduction_code(reduction)
-        self.reduction = reduction
         self.backend = backend
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return bce_with_weights(logits, targets, weight=self.weight, pos_weight=self.pos_weight,
-                                focal_gamma=self.focal_gamma, reduction=self.reduction, backend=self.backend)
+    @renamed_keywords(targets="target")
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return bce_with_weights(logits, target, weight=self.weight, pos_weight=self.pos_weight, options=self.options,
+                                backend=self.backend)
 
     def extra_repr(self) -> str:
         n = None if self.class_counts is None else self.class_counts.numel()
-        return (f"num_classes={n}, beta={self.beta}, focal_gamma={self.focal_gamma}, reduction={self.reduction!r}, "
+        o = self.options
+        return (f"num_classes={n}, beta={self.beta}, focal_gamma={o.focal_gamma}, reduction={o.reduction!r}, "
                 f"backend={self.backend!r}" + (f", schedule={self.schedule!r}" if self.schedule is not None else ""))

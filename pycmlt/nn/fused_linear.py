@@ -8,8 +8,10 @@ from torch import nn
 from pycmlt.nn._scheduled import EpochScheduled
 from pycmlt.nn.bce import register_bce_statistics
 from pycmlt.nn.cross_entropy import register_class_statistics
-from pycmlt.ops._checks import check_finite_scalar, reduction_code
-from pycmlt.ops.fused_linear import fused_linear_bce_with_weights, fused_linear_cross_entropy_with_class_tensors
+from pycmlt.ops._deprecation import renamed_keywords
+from pycmlt.ops.fused_linear import check_chunk_rows, fused_linear_bce_with_weights
+from pycmlt.ops.fused_linear import fused_linear_cross_entropy_with_class_tensors
+from pycmlt.ops.loss_options import BCEOptions, CrossEntropyOptions
 
 
 class _FusedLinearLoss(EpochScheduled, nn.Module):
@@ -70,40 +72,37 @@ class FusedLinearClassBalancedCrossEntropy(_FusedLinearLoss):
                  chunk_rows: int | None = None, backend: str = "auto", schedule=None, device=None, dtype=None,
                  linear: nn.Linear | None = None):
         super().__init__()
+        self.options = CrossEntropyOptions(ldam_scale, focal_gamma, label_smoothing, ignore_index, reduction)
+        check_chunk_rows(chunk_rows)
         self._init_linear(in_features, num_classes, bias, device, dtype, linear)
-        register_class_statistics(self, class_counts, beta=beta, weight=class_weight,
+        register_class_statistics(self, class_counts, beta=beta, class_weight=class_weight,
                                   ldam_max_margin=ldam_max_margin, logit_adjust_tau=logit_adjust_tau,
-                                  schedule=schedule, weight_name="class_weight")
+                                  schedule=schedule)
         self._check_counts()
         self.beta = beta
-        self.scale = check_finite_scalar("ldam_scale", ldam_scale, low=0.0, low_open=True)
-        self.focal_gamma = focal_gamma
-        self.label_smoothing = label_smoothing
-        self.ignore_index = ignore_index
-        reduction_code(reduction)
-        self.reduction = reduction
         self.chunk_rows = chunk_rows
         self.backend = backend
 
     def forward(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return fused_linear_cross_entropy_with_class_tensors(
             hidden, self.linear.weight, target, self.linear.bias, class_weight=self.class_weight,
-            margins=self.margins, logit_bias=self.logit_bias, scale=self.scale, focal_gamma=self.focal_gamma,
-            label_smoothing=self.label_smoothing, ignore_index=self.ignore_index, reduction=self.reduction,
-            chunk_rows=self.chunk_rows, backend=self.backend)
+            margins=self.margins, logit_bias=self.logit_bias, options=self.options, chunk_rows=self.chunk_rows,
+            backend=self.backend)
 
     def extra_repr(self) -> str:
+        o = self.options
         return (f"in_features={self.in_features}, num_classes={self.num_classes}, beta={self.beta}, "
-                f"focal_gamma={self.focal_gamma}, scale={self.scale}, label_smoothing={self.label_smoothing}, "
-                f"reduction={self.reduction!r}, chunk_rows={self.chunk_rows}, backend={self.backend!r}"
+                f"focal_gamma={o.focal_gamma}, scale={o.scale}, label_smoothing={o.label_smoothing}, "
+                f"reduction={o.reduction!r}, chunk_rows={self.chunk_rows}, backend={self.backend!r}"
                 + (f", schedule={self.schedule!r}" if self.schedule is not None else ""))
 
 
 class FusedLinearClassBalancedBCE(_FusedLinearLoss):
     """nn.Linear(in_features, num_labels) followed by the class-balanced multi-label BCE, fused
     (:func:`pycmlt.ops.fused_linear_class_balanced_bce`) — e.g. word prediction over a large
-    vocabulary. `forward(hidden, targets)` returns the loss, `logits(hidden)` the plain logits.
-    `loss_weight` (buffer) is the explicit or class-balanced weight, `pos_weight` the positive weight.
+    vocabulary. `forward(hidden, target)` returns the loss, `logits(hidden)` the plain logits.
+    `loss_weight` (buffer) is the explicit or class-balanced weight (broadcast to the logits; named so
+    because `weight` is the classifier matrix), `pos_weight` the positive weight.
     """
 
     def __init__(self, in_features: int, num_labels: int, bias: bool = True, class_counts=None, *,
@@ -112,24 +111,24 @@ class FusedLinearClassBalancedBCE(_FusedLinearLoss):
                  chunk_rows: int | None = None, backend: str = "auto", schedule=None, device=None, dtype=None,
                  linear: nn.Linear | None = None):
         super().__init__()
+        self.options = BCEOptions(focal_gamma, reduction)
+        check_chunk_rows(chunk_rows)
         self._init_linear(in_features, num_labels, bias, device, dtype, linear)
         register_bce_statistics(self, class_counts, beta=beta, weight=loss_weight, pos_weight=pos_weight,
                                 schedule=schedule, weight_name="loss_weight")
         self._check_counts()
         self.beta = beta
-        self.focal_gamma = check_finite_scalar("focal_gamma", focal_gamma, low=0.0)
-        reduction_code(reduction)
-        self.reduction = reduction
         self.chunk_rows = chunk_rows
         self.backend = backend
 
-    def forward(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    @renamed_keywords(targets="target")
+    def forward(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return fused_linear_bce_with_weights(
-            hidden, self.linear.weight, targets, self.linear.bias, loss_weight=self.loss_weight,
-            pos_weight=self.pos_weight, focal_gamma=self.focal_gamma, reduction=self.reduction,
-            chunk_rows=self.chunk_rows, backend=self.backend)
+            hidden, self.linear.weight, target, self.linear.bias, loss_weight=self.loss_weight,
+            pos_weight=self.pos_weight, options=self.options, chunk_rows=self.chunk_rows, backend=self.backend)
 
     def extra_repr(self) -> str:
+        o = self.options
         return (f"in_features={self.in_features}, num_labels={self.num_classes}, beta={self.beta}, "
-                f"focal_gamma={self.focal_gamma}, reduction={self.reduction!r}, chunk_rows={self.chunk_rows}, "
+                f"focal_gamma={o.focal_gamma}, reduction={o.reduction!r}, chunk_rows={self.chunk_rows}, "
                 f"backend={self.backend!r}" + (f", schedule={self.schedule!r}" if self.schedule is not None else ""))

@@ -15,6 +15,7 @@ from pycmlt.ops.cross_entropy import (
     cross_entropy_with_class_tensors,
     set_target_checks,
 )
+from pycmlt.ops.loss_options import BCEOptions, CrossEntropyOptions
 from pycmlt.ops.fused_linear import (
     default_chunk_rows,
     fused_linear_bce_with_weights,
@@ -25,7 +26,7 @@ from pycmlt.ops.fused_linear import (
 
 __all__ = [
     "BACKENDS", "available_backends", "get_default_backend", "set_default_backend", "use_backend",
-    "class_balanced_weights", "ldam_margins", "logit_adjustment",
+    "class_balanced_weights", "ldam_margins", "logit_adjustment", "CrossEntropyOptions", "BCEOptions",
     "class_balanced_cross_entropy", "cross_entropy_reference", "cross_entropy_with_class_tensors",
     "set_target_checks",
     "class_balanced_bce", "bce_reference", "bce_with_weights",

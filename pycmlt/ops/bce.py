@@ -14,18 +14,20 @@ from pycmlt.ops._checks import (
     check_tensor,
     class_counts_tensor,
     compute_dtype,
-    reduction_code,
     reduction_name,
 )
+from pycmlt.ops._deprecation import renamed_keywords
 from pycmlt.ops._registration import call_fused_loss, register_fused_loss, register_native_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights
+from pycmlt.ops.loss_options import BCEOptions
 
 OP_NAME = "class_balanced_bce"
 
 
+@renamed_keywords(targets="target")
 def class_balanced_bce(
     logits: torch.Tensor,
-    targets: torch.Tensor,
+    target: torch.Tensor,
     *,
     class_counts=None,
     beta: float | None = None,
@@ -37,22 +39,25 @@ def class_balanced_bce(
 ) -> torch.Tensor:
     """Long-tail multi-label sigmoid BCE; with no extras it equals F.binary_cross_entropy_with_logits.
 
-    logits [..., C] (any shape; the last dimension is the class), targets of the same shape:
+    logits [..., C] (any shape; the last dimension is the class), target of the same shape:
     multi-hot {0, 1} or soft labels in [0, 1]. `class_counts` [C] (for multi-label data: the number
     of training examples in which each class is positive) with `beta` in [0, 1) gives the
     class-balanced weights of Cui et al. 2019 (normalised to sum to C), applied per class.
-    An explicit `weight` (broadcastable to logits, as in PyTorch) overrides the class-balanced
-    weights; to combine both, pass weight=pycmlt.class_balanced_weights(counts, beta) * yours.
+    An explicit `weight` (broadcastable to logits, as in PyTorch: an element weight, not only a
+    per-class one, hence not `class_weight`) overrides the class-balanced weights; to combine both,
+    pass weight=pycmlt.class_balanced_weights(counts, beta) * yours.
     `pos_weight` (broadcastable to logits; usually [C]) weighs the positive term as in PyTorch.
     `focal_gamma` > 0 multiplies each element's loss by (1 - p_t)^gamma (sigmoid focal loss).
     `mean` is the plain mean over all elements, as in PyTorch. Gradients flow to `logits` only.
+    `targets=` is the deprecated name of `target`.
     """
+    options = BCEOptions.of(focal_gamma, reduction)
     check_tensor("logits", logits, floating=True)
     num_classes = logits.shape[-1] if logits.dim() else 1
     effective = effective_bce_weight(num_classes, logits.device, class_counts=class_counts, beta=beta,
                                      weight=weight)
-    return bce_with_weights(logits, targets, weight=effective, pos_weight=pos_weight, focal_gamma=focal_gamma,
-                            reduction=reduction, backend=backend)
+    return bce_with_weights(logits, target, weight=effective, pos_weight=pos_weight, options=options,
+                            backend=backend)
 
 
 def effective_bce_weight(num_classes, device, *, class_counts=None, beta=None, weight=None, weight_name="weight"):
@@ -76,13 +81,17 @@ def effective_bce_weight(num_classes, device, *, class_counts=None, beta=None, w
     return class_balanced_weights(counts, beta).to(device)
 
 
-def bce_with_weights(logits, targets, *, weight=None, pos_weight=None, focal_gamma=0.0, reduction="mean",
-                     backend="auto") -> torch.Tensor:
-    """The op with its weights already derived (what nn modules call with cached buffers)."""
+@renamed_keywords(targets="target")
+def bce_with_weights(logits, target, *, weight=None, pos_weight=None, focal_gamma=0.0, reduction="mean",
+                     options: BCEOptions | None = None, backend="auto") -> torch.Tensor:
+    """The op with its weights already derived (what nn modules call with cached buffers).
+
+    `options` (a :class:`BCEOptions`, what the nn modules pass) replaces focal_gamma and reduction,
+    which must then keep their defaults."""
+    options = bce_options_or_scalars(options, focal_gamma, reduction)
+    focal_gamma, reduction, code = options.focal_gamma, options.reduction, options.reduction_code
     check_tensor("logits", logits, floating=True)
-    targets = check_targets(targets, logits)
-    code = reduction_code(reduction)
-    focal_gamma = check_finite_scalar("focal_gamma", focal_gamma, low=0.0)
+    targets = check_targets(target, logits)
     shape = tuple(logits.shape)
     num_classes = shape[-1] if shape else 1
     w2d = broadcast_weight_2d("weight", weight, shape, logits.device)
@@ -93,8 +102,8 @@ def bce_with_weights(logits, targets, *, weight=None, pos_weight=None, focal_gam
         loss = bce_reference(logits, targets, weight, pos_weight, focal_gamma=focal_gamma, reduction=reduction)
         return loss.to(logits.dtype)
     if targets.requires_grad and torch.is_grad_enabled():
-        raise ValueError(f"targets requires grad, but backend={chosen!r} differentiates with respect to logits "
-                         "only: detach the targets, or use backend='torch' to differentiate through them")
+        raise ValueError(f"target requires grad, but backend={chosen!r} differentiates with respect to logits "
+                         "only: detach the target, or use backend='torch' to differentiate through it")
     if targets.dtype not in (logits.dtype, torch.float32):
         targets = targets.float()  # exact for fp16/bf16 labels; fp64 labels are rounded to fp32
     logits2d = logits.reshape(-1, num_classes)
@@ -107,16 +116,29 @@ def bce_with_weights(logits, targets, *, weight=None, pos_weight=None, focal_gam
     return loss.reshape(shape) if code == 0 and logits.dim() != 2 else loss
 
 
-def check_targets(targets, logits) -> torch.Tensor:
-    check_tensor("targets", targets)
-    if not targets.is_floating_point():
-        raise TypeError(f"targets must be a floating-point tensor (multi-hot 0/1 or soft labels in [0, 1]), got "
-                        f"{targets.dtype}: convert with targets.to(logits.dtype) or targets.float()")
-    check_same_device("logits", logits, targets=targets)
-    if targets.shape != logits.shape:
-        raise ValueError(f"targets must have the shape of logits {list(logits.shape)} (one label per logit), "
-                         f"got {list(targets.shape)}")
-    return targets
+def bce_options_or_scalars(options, focal_gamma, reduction) -> BCEOptions:
+    """The BCEOptions of a second-layer call: `options` as given (the scalars left at their defaults),
+    else the cached options of the scalars."""
+    if options is None:
+        return BCEOptions.of(focal_gamma, reduction)
+    if not isinstance(options, BCEOptions):
+        raise TypeError(f"options must be a pycmlt.ops.BCEOptions or None, got {type(options).__name__}")
+    if (focal_gamma, reduction) != (0.0, "mean"):
+        raise TypeError("pass focal_gamma and reduction either in options=BCEOptions(...) or as keywords, not both")
+    return options
+
+
+def check_targets(target, logits) -> torch.Tensor:
+    """The BCE labels: a floating-point tensor of the logits' shape and device."""
+    check_tensor("target", target)
+    if not target.is_floating_point():
+        raise TypeError(f"target must be a floating-point tensor (multi-hot 0/1 or soft labels in [0, 1]), got "
+                        f"{target.dtype}: convert with target.to(logits.dtype) or target.float()")
+    check_same_device("logits", logits, target=target)
+    if target.shape != logits.shape:
+        raise ValueError(f"target must have the shape of logits {list(logits.shape)} (one label per logit), "
+                         f"got {list(target.shape)}")
+    return target
 
 
 def broadcast_weight_2d(name, value, shape, device) -> torch.Tensor | None:

@@ -11,28 +11,29 @@ import torch.nn.functional as F
 from pycmlt import _extension
 from pycmlt.ops import _backend
 from pycmlt.ops._checks import (
-    check_finite_scalar,
     check_same_device,
     check_targets_in_range,
     check_tensor,
     class_counts_tensor,
     compute_dtype,
-    reduction_code,
     reduction_name,
 )
+from pycmlt.ops._deprecation import renamed_keywords
 from pycmlt.ops._registration import call_fused_loss, register_fused_loss, register_native_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights, ldam_margins, logit_adjustment
+from pycmlt.ops.loss_options import CrossEntropyOptions
 
 OP_NAME = "class_balanced_cross_entropy"
 
 
+@renamed_keywords(weight="class_weight")
 def class_balanced_cross_entropy(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
     class_counts=None,
     beta: float | None = None,
-    weight: torch.Tensor | None = None,
+    class_weight: torch.Tensor | None = None,
     focal_gamma: float = 0.0,
     ldam_max_margin: float = 0.0,
     ldam_scale: float = 1.0,
@@ -47,36 +48,38 @@ def class_balanced_cross_entropy(
     logits [N, C] (or [C], or [N, C, d1, ...]), target [N] class indices (ignore_index skipped).
     class_counts [C] (training counts) enables: class-balanced weights with `beta` in [0, 1),
     LDAM margins with `ldam_max_margin` > 0, logit adjustment with `logit_adjust_tau` != 0.
-    An explicit `weight` [C] overrides the class-balanced weights. `focal_gamma` > 0 gives the focal
-    loss (not combinable with label smoothing). `ldam_scale` multiplies the adjusted logits.
+    An explicit `class_weight` [C] overrides the class-balanced weights (`weight=` is its deprecated
+    name). `focal_gamma` > 0 gives the focal loss (not combinable with label smoothing). `ldam_scale`
+    multiplies the adjusted logits. The scalar options are validated by :class:`CrossEntropyOptions`.
     """
     check_tensor("logits", logits, floating=True)
     num_classes = logits.shape[1] if logits.dim() >= 2 else (logits.shape[0] if logits.dim() == 1 else 0)
     if logits.dim() == 0:
         raise ValueError("logits must have shape [N, C], [C] or [N, C, d1, ...], got a scalar")
+    options = CrossEntropyOptions.of(ldam_scale, focal_gamma, label_smoothing, ignore_index, reduction)
     class_weight, margins, bias = class_tensors(
-        num_classes, logits.device, class_counts=class_counts, beta=beta, weight=weight,
+        num_classes, logits.device, class_counts=class_counts, beta=beta, class_weight=class_weight,
         ldam_max_margin=ldam_max_margin, logit_adjust_tau=logit_adjust_tau)
     return cross_entropy_with_class_tensors(
-        logits, target, class_weight=class_weight, margins=margins, logit_bias=bias,
-        scale=ldam_scale, focal_gamma=focal_gamma, label_smoothing=label_smoothing,
-        ignore_index=ignore_index, reduction=reduction, backend=backend)
+        logits, target, class_weight=class_weight, margins=margins, logit_bias=bias, options=options,
+        backend=backend)
 
 
-def class_tensors(num_classes, device, *, class_counts=None, beta=None, weight=None, ldam_max_margin=0.0,
-                  logit_adjust_tau=0.0, weight_name="weight"):
+def class_tensors(num_classes, device, *, class_counts=None, beta=None, class_weight=None, ldam_max_margin=0.0,
+                  logit_adjust_tau=0.0):
     """(class weight, LDAM margins, logit offsets) [C] fp32 tensors (or None) from the options of
-    class_balanced_cross_entropy: an explicit weight overrides the class-balanced weights of beta.
+    class_balanced_cross_entropy: an explicit class_weight overrides the class-balanced weights of beta.
 
     The tensors derived from class_counts are remembered (see _derived_cache_key): a training loop that
     passes the same counts every step derives them once, not per call."""
+    weight = class_weight
     if weight is not None:
-        check_tensor(weight_name, weight, floating=True)
+        check_tensor("class_weight", weight, floating=True)
         if weight.device != device:
-            raise ValueError(f"{weight_name} is on {weight.device} but the logits are on {device}; "
+            raise ValueError(f"class_weight is on {weight.device} but the logits are on {device}; "
                              "move them to the same device")
         if weight.shape != (num_classes,):
-            raise ValueError(f"{weight_name} must have shape [{num_classes}] (one weight per class), "
+            raise ValueError(f"class_weight must have shape [{num_classes}] (one weight per class), "
                              f"got {tuple(weight.shape)}")
     key = _derived_cache_key(class_counts, num_classes, device, beta if weight is None else None,
                              ldam_max_margin, logit_adjust_tau)
@@ -90,8 +93,8 @@ def class_tensors(num_classes, device, *, class_counts=None, beta=None, weight=N
             if len(_DERIVED) >= 64:
                 _DERIVED.pop(next(iter(_DERIVED)))
             _DERIVED[key] = (weakref.ref(class_counts) if isinstance(class_counts, torch.Tensor) else None, derived)
-    class_weight, margins, bias = derived
-    return (weight if weight is not None else class_weight), margins, bias
+    derived_weight, margins, bias = derived
+    return (weight if weight is not None else derived_weight), margins, bias
 
 
 _DERIVED: dict = {}  # _derived_cache_key -> (weak reference to a counts tensor or None, derived tensors)
@@ -139,20 +142,19 @@ def _derive_class_tensors(num_classes, device, class_counts, beta, weight, ldam_
 
 def cross_entropy_with_class_tensors(
     logits, target, *, class_weight=None, margins=None, logit_bias=None, scale=1.0, focal_gamma=0.0,
-    label_smoothing=0.0, ignore_index=-100, reduction="mean", backend="auto",
+    label_smoothing=0.0, ignore_index=-100, reduction="mean", options: CrossEntropyOptions | None = None,
+    backend="auto",
 ) -> torch.Tensor:
-    """The op with its per-class tensors already derived (what nn modules call with cached buffers)."""
+    """The op with its per-class tensors already derived (what nn modules call with cached buffers).
+
+    `options` (a :class:`CrossEntropyOptions`, what the nn modules pass) replaces the scalar options
+    scale .. reduction, which must then keep their defaults."""
+    options = options_or_scalars(options, scale, focal_gamma, label_smoothing, ignore_index, reduction)
     check_tensor("logits", logits, floating=True)
     check_tensor("target", target, integer=True)
     check_same_device("logits", logits, target=target)
-    code = reduction_code(reduction)
-    scale = check_finite_scalar("ldam_scale", scale, low=0.0, low_open=True)
-    focal_gamma = check_finite_scalar("focal_gamma", focal_gamma, low=0.0)
-    label_smoothing = check_finite_scalar("label_smoothing", label_smoothing, low=0.0, high=1.0)
-    if focal_gamma > 0 and label_smoothing > 0:
-        raise ValueError("focal_gamma > 0 cannot be combined with label_smoothing > 0: use one or the other")
-    if not isinstance(ignore_index, int):
-        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+    code, reduction, ignore_index = options.reduction_code, options.reduction, options.ignore_index
+    scale, focal_gamma, label_smoothing = options.scale, options.focal_gamma, options.label_smoothing
 
     logits2d, target1d, out_shape = _as_rows(logits, target)
     if target1d.dtype != torch.int64:
@@ -185,6 +187,22 @@ def cross_entropy_with_class_tensors(
     if loss.dtype != logits.dtype:
         loss = loss.to(logits.dtype)
     return loss.reshape(out_shape) if code == 0 and logits.dim() != 2 else loss
+
+
+_CE_DEFAULTS = (1.0, 0.0, 0.0, -100, "mean")
+
+
+def options_or_scalars(options, scale, focal_gamma, label_smoothing, ignore_index, reduction) -> CrossEntropyOptions:
+    """The CrossEntropyOptions of a second-layer call: `options` as given (the scalars left at their
+    defaults), else the cached options of the scalars."""
+    if options is None:
+        return CrossEntropyOptions.of(scale, focal_gamma, label_smoothing, ignore_index, reduction)
+    if not isinstance(options, CrossEntropyOptions):
+        raise TypeError(f"options must be a pycmlt.ops.CrossEntropyOptions or None, got {type(options).__name__}")
+    if (scale, focal_gamma, label_smoothing, ignore_index, reduction) != _CE_DEFAULTS:
+        raise TypeError("pass the scalar options either in options=CrossEntropyOptions(...) or as keywords "
+                        "(scale, focal_gamma, label_smoothing, ignore_index, reduction), not both")
+    return options
 
 
 def cross_entropy_reference(logits, target, class_weight=None, margins=None, logit_bias=None, *, scale=1.0,

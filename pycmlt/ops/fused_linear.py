@@ -21,11 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from pycmlt.ops import _backend
-from pycmlt.ops._checks import check_finite_scalar, check_same_device, check_targets_in_range, check_tensor
-from pycmlt.ops._checks import compute_dtype, reduction_code, reduction_name
+from pycmlt.ops._checks import check_same_device, check_targets_in_range, check_tensor, compute_dtype, reduction_name
+from pycmlt.ops._deprecation import renamed_keywords
 from pycmlt.ops._registration import keep_inputs, recompute_grads, scale_saved_grad
-from pycmlt.ops.bce import bce_reference, broadcast_weight_2d, check_targets, effective_bce_weight
+from pycmlt.ops.bce import bce_options_or_scalars, bce_reference, broadcast_weight_2d, check_targets
+from pycmlt.ops.bce import effective_bce_weight
 from pycmlt.ops.cross_entropy import _checks_enabled, class_tensors, cross_entropy_reference, loss_aux
+from pycmlt.ops.cross_entropy import options_or_scalars
+from pycmlt.ops.loss_options import BCEOptions, CrossEntropyOptions
 
 OP_CE = "fused_linear_class_balanced_cross_entropy"
 OP_BCE = "fused_linear_class_balanced_bce"
@@ -77,41 +80,39 @@ def fused_linear_class_balanced_cross_entropy(
     """class_balanced_cross_entropy(F.linear(hidden, weight, bias), target, ...) without the logits.
 
     hidden [..., D], weight [C, D] (the classifier), bias [C] or None, target [...] class indices.
-    Every option of :func:`pycmlt.ops.class_balanced_cross_entropy`, except that its per-class
-    `weight` is called `class_weight` here (`weight` is the classifier matrix). `chunk_rows` rows of
+    Every option of :func:`pycmlt.ops.class_balanced_cross_entropy` (the per-class weight is
+    `class_weight` in both; `weight` is the classifier matrix). `chunk_rows` rows of
     logits exist at a time (default: see :func:`default_chunk_rows`). Gradients flow to hidden,
     weight and bias; under torch.autocast the matmul runs in the autocast dtype, as F.linear would.
     """
+    options = CrossEntropyOptions.of(ldam_scale, focal_gamma, label_smoothing, ignore_index, reduction)
     hidden, weight, bias = check_linear(OP_CE, hidden, weight, bias)
     num_classes = weight.shape[0]
     cw, margins, logit_bias = class_tensors(
-        num_classes, hidden.device, class_counts=class_counts, beta=beta, weight=class_weight,
-        ldam_max_margin=ldam_max_margin, logit_adjust_tau=logit_adjust_tau, weight_name="class_weight")
+        num_classes, hidden.device, class_counts=class_counts, beta=beta, class_weight=class_weight,
+        ldam_max_margin=ldam_max_margin, logit_adjust_tau=logit_adjust_tau)
     return fused_linear_cross_entropy_with_class_tensors(
-        hidden, weight, target, bias, class_weight=cw, margins=margins, logit_bias=logit_bias, scale=ldam_scale,
-        focal_gamma=focal_gamma, label_smoothing=label_smoothing, ignore_index=ignore_index, reduction=reduction,
+        hidden, weight, target, bias, class_weight=cw, margins=margins, logit_bias=logit_bias, options=options,
         chunk_rows=chunk_rows, backend=backend)
 
 
 def fused_linear_cross_entropy_with_class_tensors(
     hidden, weight, target, bias=None, *, class_weight=None, margins=None, logit_bias=None, scale=1.0,
-    focal_gamma=0.0, label_smoothing=0.0, ignore_index=-100, reduction="mean", chunk_rows=None, backend="auto",
+    focal_gamma=0.0, label_smoothing=0.0, ignore_index=-100, reduction="mean",
+    options: CrossEntropyOptions | None = None, chunk_rows=None, backend="auto",
 ) -> torch.Tensor:
-    """The fused op with its per-class tensors already derived (what the nn module calls)."""
+    """The fused op with its per-class tensors already derived (what the nn module calls).
+
+    `options` (a :class:`CrossEntropyOptions`) replaces the scalar options scale .. reduction."""
+    options = options_or_scalars(options, scale, focal_gamma, label_smoothing, ignore_index, reduction)
+    code, reduction, ignore_index = options.reduction_code, options.reduction, options.ignore_index
+    scale, focal_gamma, label_smoothing = options.scale, options.focal_gamma, options.label_smoothing
     hidden, weight, bias = check_linear(OP_CE, hidden, weight, bias)
     check_tensor("target", target, integer=True)
     check_same_device("hidden", hidden, target=target)
     if tuple(target.shape) != tuple(hidden.shape[:-1]):
         raise ValueError(f"target must have shape {list(hidden.shape[:-1])} (one class index per row of hidden "
                          f"{list(hidden.shape)}), got {list(target.shape)}")
-    code = reduction_code(reduction)
-    scale = check_finite_scalar("ldam_scale", scale, low=0.0, low_open=True)
-    focal_gamma = check_finite_scalar("focal_gamma", focal_gamma, low=0.0)
-    label_smoothing = check_finite_scalar("label_smoothing", label_smoothing, low=0.0, high=1.0)
-    if focal_gamma > 0 and label_smoothing > 0:
-        raise ValueError("focal_gamma > 0 cannot be combined with label_smoothing > 0: use one or the other")
-    if not isinstance(ignore_index, int):
-        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
     num_classes, in_features = weight.shape
     check_chunk_rows(chunk_rows)
     per_class = {}
@@ -146,10 +147,11 @@ def fused_linear_cross_entropy_with_class_tensors(
     return loss.reshape(target.shape) if code == 0 else loss
 
 
+@renamed_keywords(targets="target")
 def fused_linear_class_balanced_bce(
     hidden: torch.Tensor,
     weight: torch.Tensor,
-    targets: torch.Tensor,
+    target: torch.Tensor,
     bias: torch.Tensor | None = None,
     *,
     class_counts=None,
@@ -161,34 +163,39 @@ def fused_linear_class_balanced_bce(
     chunk_rows: int | None = None,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """class_balanced_bce(F.linear(hidden, weight, bias), targets, ...) without the logits.
+    """class_balanced_bce(F.linear(hidden, weight, bias), target, ...) without the logits.
 
     hidden [..., D], weight [C, D] (e.g. word embeddings for word prediction), bias [C] or None,
-    targets [..., C] (multi-hot or soft labels). The options of :func:`pycmlt.ops.class_balanced_bce`,
-    except that its `weight` (broadcastable to the logits) is called `loss_weight` here.
+    target [..., C] (multi-hot or soft labels; `targets=` is its deprecated name). The options of
+    :func:`pycmlt.ops.class_balanced_bce`, except that its `weight` (broadcastable to the logits) is
+    called `loss_weight` here, because `weight` is the classifier matrix.
     """
+    options = BCEOptions.of(focal_gamma, reduction)
     hidden, weight, bias = check_linear(OP_BCE, hidden, weight, bias)
     num_classes = weight.shape[0]
     effective = effective_bce_weight(num_classes, hidden.device, class_counts=class_counts, beta=beta,
                                      weight=loss_weight, weight_name="loss_weight")
-    return fused_linear_bce_with_weights(hidden, weight, targets, bias, loss_weight=effective, pos_weight=pos_weight,
-                                         focal_gamma=focal_gamma, reduction=reduction, chunk_rows=chunk_rows,
-                                         backend=backend)
+    return fused_linear_bce_with_weights(hidden, weight, target, bias, loss_weight=effective, pos_weight=pos_weight,
+                                         options=options, chunk_rows=chunk_rows, backend=backend)
 
 
-def fused_linear_bce_with_weights(hidden, weight, targets, bias=None, *, loss_weight=None, pos_weight=None,
-                                  focal_gamma=0.0, reduction="mean", chunk_rows=None, backend="auto") -> torch.Tensor:
-    """The fused BCE with its weights already derived (what the nn module calls)."""
+@renamed_keywords(targets="target")
+def fused_linear_bce_with_weights(hidden, weight, target, bias=None, *, loss_weight=None, pos_weight=None,
+                                  focal_gamma=0.0, reduction="mean", options: BCEOptions | None = None,
+                                  chunk_rows=None, backend="auto") -> torch.Tensor:
+    """The fused BCE with its weights already derived (what the nn module calls).
+
+    `options` (a :class:`BCEOptions`) replaces focal_gamma and reduction."""
+    options = bce_options_or_scalars(options, focal_gamma, reduction)
+    focal_gamma, reduction, code = options.focal_gamma, options.reduction, options.reduction_code
     hidden, weight, bias = check_linear(OP_BCE, hidden, weight, bias)
     num_classes, in_features = weight.shape
     logits_shape = tuple(hidden.shape[:-1]) + (num_classes,)
-    check_tensor("targets", targets)
-    if tuple(targets.shape) != logits_shape:
-        raise ValueError(f"targets must have the shape of the logits {list(logits_shape)} (hidden "
-                         f"{list(hidden.shape)} @ weight^T {list(weight.shape[::-1])}), got {list(targets.shape)}")
-    targets = check_targets(targets, _ShapeOnly(logits_shape, hidden.device))
-    code = reduction_code(reduction)
-    focal_gamma = check_finite_scalar("focal_gamma", focal_gamma, low=0.0)
+    check_tensor("target", target)
+    if tuple(target.shape) != logits_shape:
+        raise ValueError(f"target must have the shape of the logits {list(logits_shape)} (hidden "
+                         f"{list(hidden.shape)} @ weight^T {list(weight.shape[::-1])}), got {list(target.shape)}")
+    targets = check_targets(target, _ShapeOnly(logits_shape, hidden.device))
     w2d = broadcast_weight_2d("loss_weight", loss_weight, logits_shape, hidden.device)
     pw2d = broadcast_weight_2d("pos_weight", pos_weight, logits_shape, hidden.device)
     check_chunk_rows(chunk_rows)
@@ -202,8 +209,8 @@ def fused_linear_bce_with_weights(hidden, weight, targets, bias=None, *, loss_we
                              focal_gamma=focal_gamma, reduction=reduction)
     else:
         if targets.requires_grad and torch.is_grad_enabled():
-            raise ValueError(f"targets requires grad, but backend={chosen!r} differentiates with respect to "
-                             "hidden, weight and bias only: detach the targets, or use backend='torch'")
+            raise ValueError(f"target requires grad, but backend={chosen!r} differentiates with respect to "
+                             "hidden, weight and bias only: detach the target, or use backend='torch'")
         if targets2d.dtype not in (hidden.dtype, torch.float32):
             targets2d = targets2d.float()
         chunk = _chunk_rows(chunk_rows, hidden2d.shape[0], in_features, num_classes, hidden.element_size(),
@@ -512,10 +519,14 @@ class _Autograd:
     per-element (BCE) scale and reduction 'sum'. Under create_graph=True, the differentiable
     recomputation through the `torch` reference (recompute_grads)."""
 
-    def __init__(self, qualname: str, scale_index: int, reduction_index: int, reference):
+    def __init__(self, qualname: str, scale_arg: str, reduction_arg: str, reference):
+        """scale_arg / reduction_arg: the names, in the op's schema, of its per-row (per-element)
+        gradient scale and of its reduction code; their positions are read from the schema."""
         self.qualname = qualname
-        self.scale_index = scale_index
-        self.reduction_index = reduction_index
+        self.op = getattr(torch.ops.pycmlt, qualname.split("::")[1])
+        names = [argument.name for argument in self.op.default._schema.arguments]
+        self.scale_index = names.index(scale_arg)
+        self.reduction_index = names.index(reduction_arg)
         self.reference = reference
 
     def setup_context(self, ctx, inputs, output):
@@ -550,8 +561,7 @@ class _Autograd:
         flags = (bool(needs[0]), bool(needs[1]), bool(needs[3]) and inputs[3] is not None)
         inputs[self.scale_index] = grad_loss.to(torch.float32).contiguous()
         inputs[self.reduction_index] = 2
-        op = getattr(torch.ops.pycmlt, self.qualname.split("::")[1])
-        _, gh, gw, gb = op(*inputs[:-3], *flags)
+        _, gh, gw, gb = self.op(*inputs[:-3], *flags)
         for slot, flag, grad in zip((0, 1, 3), flags, (gh, gw, gb)):
             if flag:
                 out[slot] = grad
@@ -561,5 +571,7 @@ class _Autograd:
         torch.library.register_autograd(self.qualname, self.backward, setup_context=self.setup_context)
 
 
-_Autograd("pycmlt::fused_linear_cb_cross_entropy", scale_index=7, reduction_index=12, reference=_ce_op_reference).register()
-_Autograd("pycmlt::fused_linear_cb_bce", scale_index=6, reduction_index=8, reference=_bce_op_reference).register()
+_Autograd("pycmlt::fused_linear_cb_cross_entropy", scale_arg="row_scale", reduction_arg="reduction",
+          reference=_ce_op_reference).register()
+_Autograd("pycmlt::fused_linear_cb_bce", scale_arg="elem_scale", reduction_arg="reduction",
+          reference=_bce_op_reference).register()
