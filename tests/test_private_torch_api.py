@@ -70,6 +70,13 @@ def _check_functorch_interpreter_stack():
     assert seen and seen[0] is not None, "must be set inside a torch.func transform"
 
 
+def _check_op_schema_arguments():
+    names = [a.name for a in torch.ops.aten.mul.Tensor._schema.arguments]
+    assert names == ["self", "other"], names
+    fused = torch.ops.pycmlt.fused_linear_cb_cross_entropy.default._schema.arguments
+    assert all(isinstance(a.name, str) for a in fused), "each argument must have its schema name"
+
+
 @dataclass(frozen=True)
 class PrivateApi:
     name: str
@@ -91,6 +98,10 @@ PRIVATE_APIS = {api.name: api for api in (
                "autograd of the CE/BCE ops cannot run and the Python autograd.Function path is taken "
                "(ops/_registration.py call_fused_loss)",
                _check_functorch_interpreter_stack),
+    PrivateApi("torch._ops.OpOverload._schema",
+               "the argument names of a fused-linear op, so its autograd reads the positions of the row scale "
+               "and the reduction by name, not by magic index (ops/fused_linear.py _Autograd)",
+               _check_op_schema_arguments),
     PrivateApi("torch._ops.OpOverloadPacket._qualified_op_name",
                "finding the registered reference formula of a fused loss op (ops/_registration.py)",
                _check_qualified_op_name),
