@@ -13,7 +13,7 @@ def add_parser(sub, name):
     p = sub.add_parser(name, help="the main job on the built-in data: ce vs cmltnet on emoji-lt")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=positive_int, default=10,
-                   help="epochs per method (default 10: about 8 minutes on 2 cores)")
+                   help="epochs per method (default 10: about 12 minutes on 2 cores)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--examples", type=non_negative_int, default=8, help="test images whose inferred words are shown")
     p.add_argument("--device", default="auto")
