@@ -58,7 +58,7 @@ def save_training_state(path: Path, epoch: int, trainer, history: list[dict], co
     fp16 loss scale, the random state and the history; `config` is the run's TrainConfig."""
     atomic_save({"format": FORMAT, "epoch": epoch, "model": trainer.model.state_dict(),
                  "objective": trainer.objective.state_dict(), "optimizer": trainer.optimizer.state_dict(),
-                 "grad_scaler": trainer.amp.state_dict() if trainer.amp is not None else {},
+                 "grad_scaler": trainer.amp.state_dict(),
                  "rng": rng_state(), "history": history, "config": config.to_dict()}, path)
 
 
@@ -74,8 +74,7 @@ def restore_training_state(path: Path, trainer) -> tuple[int, list[dict]]:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigMismatchError(f"{path} does not fit the model of this config ({first_line}); it was written by "
                                   "a run with other settings: start a new run in another out_dir") from None
-    if trainer.amp is not None:
-        trainer.amp.load_state_dict(state.get("grad_scaler"))
+    trainer.amp.load_state_dict(state.get("grad_scaler"))
     set_rng_state(state["rng"])
     return state["epoch"], state["history"]
 

@@ -9,7 +9,6 @@ import torch
 
 from pycmlt.data.transforms import augment_batch
 from pycmlt.training.divergence import check_step, step_health
-from pycmlt.training.precision import MixedPrecision
 from pycmlt.training.progress import StepProgress
 
 
@@ -30,9 +29,7 @@ def train_epoch(run, trainer, epoch: int) -> dict:
     """Trains `trainer` (trainer.py) for epoch `epoch` (0-based) of its stage; returns the epoch's
     log: mean losses, images per second, seconds."""
     config, ddp, device, optimizer = trainer.config, run.ddp, run.device, trainer.optimizer
-    amp = trainer.amp or MixedPrecision(config.precision, device)
-    if trainer.forward_model is None:
-        trainer.forward_model = trainer.wrapped
+    amp = trainer.amp
     trainer.set_train_mode()
     gen = epoch_generator(config.seed, epoch, stream=1 + ddp.rank)
     flip = trainer.loader.dataset.meta.get("flip_ok", True)
