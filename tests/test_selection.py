@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from run_helpers import forbid_test_split, kill_in_epoch
 from test_training import read_metrics, tiny_config
 
 import pycmlt
@@ -83,14 +84,7 @@ def test_a_killed_run_keeps_its_best_epoch(tmp_path, monkeypatch):
     pycmlt.train(tiny_config(tmp_path, select_on="val", epochs=3, out_dir=str(straight_dir)))
 
     scripted_val_scores(monkeypatch, [0.9, 0.5, 0.4])
-    real_epoch = epoch_loop.train_epoch
-
-    def dies_in_epoch_3(run, trainer, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(run, trainer, epoch)
-
-    monkeypatch.setattr(epoch_loop, "train_epoch", dies_in_epoch_3)
+    real_epoch = kill_in_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         pycmlt.train(tiny_config(tmp_path, select_on="val", epochs=3, out_dir=str(killed_dir)))
     assert ckpt.load(killed_dir / "checkpoint.pt")["epoch"] == 2
@@ -127,16 +121,7 @@ def test_selection_options_are_checked():
 
 
 def test_val_only_run_never_builds_the_test_split(tmp_path, monkeypatch):
-    from pycmlt.data import registry
-
-    real = registry.DATASETS["synthetic"]
-
-    def no_test(split, **options):
-        if split == "test":
-            raise AssertionError("the test split was built")
-        return real(split, **options)
-
-    monkeypatch.setitem(registry.DATASETS, "synthetic", no_test)
+    forbid_test_split(monkeypatch, "a val-only run")
     result = pycmlt.train(tiny_config(tmp_path, select_on="val", epochs=1), evaluate_test=False)
     saved = json.loads((result.out_dir / "val_metrics.json").read_text())
     assert saved["selected_epoch"] == 1 and saved["val"]["top1"] == result.metrics["val"]["top1"]

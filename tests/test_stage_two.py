@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from run_helpers import kill_in_epoch
 from test_training import ROOT, _run_args, read_metrics, tiny_config
 
 import pycmlt
@@ -27,14 +28,7 @@ def crt_config(tmp_path, stage_one, name):
 
 def test_a_killed_crt_run_resumes_to_the_same_classifier(tmp_path, monkeypatch, stage_one):
     straight = pycmlt.train(crt_config(tmp_path, stage_one, "straight"))
-    real, trained = epoch_loop.train_epoch, []
-
-    def dies_in_epoch_2(run, trainer, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real(run, trainer, epoch)
-
-    monkeypatch.setattr(epoch_loop, "train_epoch", dies_in_epoch_2)
+    real, trained = kill_in_epoch(monkeypatch, 2), []
     with pytest.raises(KeyboardInterrupt):
         pycmlt.train(crt_config(tmp_path, stage_one, "killed"))
     assert ckpt.load(tmp_path / "killed" / "checkpoint.pt")["epoch"] == 1

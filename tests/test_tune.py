@@ -2,10 +2,10 @@
 import json
 
 import pytest
+from run_helpers import forbid_test_split
 from test_training import TINY_DATA
 
 from pycmlt.cli import main
-from pycmlt.data import registry
 from pycmlt.training import TrainConfig
 from pycmlt.training.tune import parse_grid, point_name
 
@@ -18,14 +18,7 @@ def tune_args(out, *extra):
 
 @pytest.fixture
 def test_split_forbidden(monkeypatch):
-    real = registry.DATASETS["synthetic"]
-
-    def no_test(split, **options):
-        if split == "test":
-            raise AssertionError("pycmlt tune built the test split")
-        return real(split, **options)
-
-    monkeypatch.setitem(registry.DATASETS, "synthetic", no_test)
+    forbid_test_split(monkeypatch, "pycmlt tune")
 
 
 def test_tune_trains_the_grid_on_val_and_writes_the_best_config(tmp_path, capsys, test_split_forbidden):
