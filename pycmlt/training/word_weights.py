@@ -27,13 +27,14 @@ def word_class_counts(word_id_lists, labels, num_classes: int, vocab_size: int) 
     """[|V|, C] number of training images of each class carrying each word (a word counted once per
     image). labels: [N] class ids or [N, C] multi-hot (an image counts for each of its classes)."""
     labels = torch.as_tensor(labels)
-    multi_hot = labels.float() if labels.dim() == 2 else torch.nn.functional.one_hot(labels.long(),
-                                                                                     num_classes).float()
-    words = torch.zeros(len(word_id_lists), vocab_size)
-    for i, ids in enumerate(word_id_lists):
-        if len(ids):
-            words[i, torch.as_tensor(ids, dtype=torch.long)] = 1.0
-    return words.t() @ multi_hot
+    pairs = [(w, i) for i, ids in enumerate(word_id_lists) for w in set(ids)]  # (word, image), once per image
+    counts = torch.zeros(vocab_size, num_classes)
+    if not pairs:
+        return counts
+    words, images = torch.tensor(pairs, dtype=torch.long).t()
+    if labels.dim() == 2:  # no dense [N, |V|] matrix: only the (word, image) pairs that occur
+        return counts.index_add_(0, words, labels[images].float())
+    return counts.index_put_((words, labels[images].long()), torch.ones(len(words)), accumulate=True)
 
 
 def discriminative_word_weights(counts: torch.Tensor, prior_strength: float = PRIOR_STRENGTH) -> torch.Tensor:
