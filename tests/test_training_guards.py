@@ -277,3 +277,9 @@ def test_progress_off_a_terminal_is_plain_lines(tmp_path, capsys, monkeypatch):
     assert "\r" not in err and "\r" not in out
     assert [line.split(":")[0] for line in out.splitlines() if line.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
     assert err.splitlines()[0].startswith("epoch 1/2: step 1/6, loss ")
+
+
+def test_epoch_line_shows_val_scores_when_selecting_on_val(tmp_path, capsys):
+    pycmlt.train(tiny_config(tmp_path, progress=True, select_on="val"))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2 and all("val top-1 " in line and line.endswith("img/s)") for line in lines)

@@ -68,7 +68,14 @@ def train_epoch(run, trainer, epoch: int) -> dict:
     elapsed = time.perf_counter() - start
     log = {"epoch": epoch + 1, **{k: v / max(1, seen) for k, v in totals.items()},
            "images_per_s": seen * ddp.world_size / max(elapsed, 1e-9), "seconds": elapsed}
-    if ddp.is_main and config.progress:
-        parts = ", ".join(f"{k} {v:.3f}" for k, v in log.items() if k not in ("epoch", "seconds", "images_per_s"))
-        print(f"epoch {epoch + 1}/{config.epochs}: {parts} ({log['images_per_s']:.0f} img/s)")
     return log
+
+
+def epoch_line(log: dict, epochs: int) -> str:
+    """One readable line per epoch: the mean losses, the val scores when the epoch was scored on val,
+    and the throughput, e.g. 'epoch 3/10: loss 1.234, cls 1.100, val top-1 31.2%, val few 12.0% (850 img/s)'."""
+    skip = ("epoch", "seconds", "images_per_s", "lr", "eval", "val") + tuple(k for k in log if k.startswith("val_"))
+    parts = [f"{k} {v:.3f}" for k, v in log.items() if k not in skip and isinstance(v, (int, float))]
+    parts += [f"val {name} {100 * log[key]:.1f}%" for key, name in (("val_top1", "top-1"), ("val_few", "few"),
+                                                                     ("val_mAP", "mAP")) if log.get(key) is not None]
+    return f"epoch {log['epoch']}/{epochs}: {', '.join(parts)} ({log['images_per_s']:.0f} img/s)"

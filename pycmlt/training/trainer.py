@@ -79,6 +79,8 @@ def fit(run: RunState, trainer: Trainer) -> StageResult:
                 log["eval"] = run.score(trainer.model, run.data.test)
             if selector is not None:
                 selector.observe(log, run.score(trainer.model, run.data.val), trainer.model)
+            if config.progress:  # flushed: a log file gets each epoch's line when it ends
+                print(epoch_loop.epoch_line(log, config.epochs), flush=True)
         scalars.epoch(log)
         check_parameters(list(trainer.model.named_parameters()) + list(trainer.objective.named_parameters()), epoch)
         if ddp.is_main:
