@@ -47,3 +47,30 @@ def test_a_reference_outside_the_methods_is_refused_before_training(tmp_path, ca
     assert main(compare_args(out, "--methods", "ce", "ldam-drw", "--data-seeds", "1", "1")) == 2
     assert "data_seeds must be a non-empty list of distinct ints" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_compare_trains_each_method_with_its_tuned_overrides(tmp_path, capsys):
+    tune_base = [a if a != "compare" else "tune" for a in compare_args(tmp_path / "tune-ce")]
+    assert main([*tune_base, "--method", "ce", "--grid", "lr=0.3,0.01"]) == 0
+    chosen = json.loads((tmp_path / "tune-ce" / "tune.json").read_text())["best"]["overrides"]["lr"]
+    out = tmp_path / "cmp"
+    assert main(compare_args(out, "--methods", "ce", "balanced-softmax", "--lr", "0.05",
+                             "--tuned", f"ce={tmp_path / 'tune-ce'}")) == 0
+    assert json.loads((out / "ce" / "seed0" / "config.json").read_text())["lr"] == chosen
+    assert json.loads((out / "balanced-softmax" / "seed0" / "config.json").read_text())["lr"] == 0.05
+    summary = json.loads((out / "compare.json").read_text())
+    assert summary["tuned"]["ce"]["overrides"] == {"lr": chosen} and summary["tuned"]["ce"]["points"] == 2
+    assert "Hyper-parameters chosen on val" in (out / "compare.md").read_text()
+
+
+def test_a_tuning_of_another_method_is_refused_before_training(tmp_path, capsys):
+    tune_dir = tmp_path / "tune"
+    tune_dir.mkdir()
+    (tune_dir / "tune.json").write_text(json.dumps({"method": "ce", "dataset": "synthetic",
+                                                     "best": {"overrides": {"lr": 0.1}, "val": {}}}))
+    out = tmp_path / "cmp"
+    assert main(compare_args(out, "--methods", "ce", "ldam-drw", "--tuned", f"ldam-drw={tune_dir}")) == 2
+    assert "tunes 'ce' on 'synthetic', not 'ldam-drw' on 'synthetic'" in capsys.readouterr().err
+    assert main(compare_args(out, "--methods", "ce", "--tuned", f"ce={tmp_path / 'nowhere'}")) == 2
+    assert "no tune.json at" in capsys.readouterr().err
+    assert not out.exists()

@@ -19,16 +19,20 @@ def add_parser(sub, name):
                    help="one of --methods: add a paired comparison of every other method with it (Δ top-1 and "
                         "Δ few with 95%% bootstrap intervals over distinct test items)")
     p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="bootstrap replicates (default 2000)")
+    p.add_argument("--tuned", nargs="+", default=[], metavar="METHOD=PATH",
+                   help="give a method its hyper-parameters chosen on val: PATH is the `pycmlt tune` output (its "
+                        "tune.json or folder); the best point's overrides apply on top of the other options")
     add_config_arguments(p)
     p.set_defaults(run=run)
     return p
 
 
 def run(args) -> int:
-    from pycmlt.training.compare import compare
+    from pycmlt.training.compare import compare, load_tuned
 
     base = config_from_args(args)
+    tuned = load_tuned(args.tuned, base.dataset)
     compare(base, args.methods, args.seeds, base.out_dir, data_seeds=args.data_seeds, reference=args.reference,
-            n_boot=args.bootstrap)
+            n_boot=args.bootstrap, tuned=tuned)
     print(f"wrote {base.out_dir}/compare.json, compare.md and per_class_accuracy.png")
     return 0

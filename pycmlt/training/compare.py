@@ -3,7 +3,9 @@ under the comparison folder (<variant>/seed<s>, or <variant>/data<d>-seed<s> wit
 splits), finished runs are reused and killed ones resumed; results are averaged over all runs
 (mean ± std) into compare.json, compare.md and a per-class plot. With a reference method, every
 other method gets a paired comparison with it (pycmlt.eval.paired: per-run differences of top-1 and
-few-shot accuracy, bootstrap CI over distinct test items) in compare.json["paired"] and compare.md."""
+few-shot accuracy, bootstrap CI over distinct test items) in compare.json["paired"] and compare.md.
+With `tuned` ({variant: overrides}, e.g. from `pycmlt tune`'s tune.json via load_tuned), each variant
+trains with its own hyper-parameters chosen on val; compare.json["tuned"] and compare.md record them."""
 from __future__ import annotations
 
 import json
@@ -48,14 +50,45 @@ def _check_ints(name: str, values) -> list[int]:
     return values
 
 
+def load_tuned(items: list[str], dataset: str) -> dict[str, dict]:
+    """['ce=runs/tune/ce', 'cmltnet=runs/tune/cmltnet/tune.json'] -> {variant: the best point's
+    overrides} from each `pycmlt tune` output (a tune.json or its folder), checked to be a tuning of
+    that variant's method on `dataset`."""
+    tuned: dict[str, dict] = {}
+    for item in items:
+        variant, sep, path = item.partition("=")
+        if not sep or not variant or not path:
+            raise ValueError(f"--tuned expects METHOD=PATH (a tune.json or the folder holding it), got {item!r}")
+        method, _ = parse_variant(variant)
+        file = Path(path) / "tune.json" if Path(path).is_dir() else Path(path)
+        if not file.is_file():
+            raise ValueError(f"--tuned {item}: no tune.json at {file}")
+        summary = json.loads(file.read_text())
+        if summary.get("method") != method or summary.get("dataset") != dataset:
+            raise ValueError(f"--tuned {item}: {file} tunes {summary.get('method')!r} on {summary.get('dataset')!r}, "
+                             f"not {method!r} on {dataset!r}")
+        if variant in tuned:
+            raise ValueError(f"--tuned {variant} is given twice")
+        tuned[variant] = {"overrides": dict(summary["best"]["overrides"]), "source": str(file),
+                          "val": summary["best"]["val"], "criterion": summary.get("criterion"),
+                          "points": len(summary.get("points", []))}
+    return tuned
+
+
 def compare(base: TrainConfig, variants: list[str], seeds: list[int], out_dir: str | Path,
-            data_seeds: list[int] | None = None, reference: str | None = None, n_boot: int = 2000) -> dict:
+            data_seeds: list[int] | None = None, reference: str | None = None, n_boot: int = 2000,
+            tuned: dict[str, dict] | None = None) -> dict:
     """Trains (or reuses) every (variant, data seed, seed) run and summarises them; data_seeds
-    default to [base.data_seed]; `reference` (one of `variants`) adds the paired comparisons."""
+    default to [base.data_seed]; `reference` (one of `variants`) adds the paired comparisons;
+    `tuned` (from load_tuned) gives a variant its own val-chosen overrides of `base`."""
     seeds = _check_ints("seeds", seeds)
     data_seeds = _check_ints("data_seeds", [base.data_seed] if data_seeds is None else data_seeds)
     for v in variants:
         parse_variant(v)
+    tuned = tuned or {}
+    unknown = sorted(set(tuned) - set(variants) - {RECIPES[parse_variant(v)[0]].stage_one for v in variants})
+    if unknown:
+        raise ValueError(f"tuned overrides for {unknown}, which are not compared (methods: {variants})")
     if reference is not None and reference not in variants:
         raise ValueError(f"reference {reference!r} must be one of the compared methods {variants}")
     if reference is not None and len(variants) < 2:
@@ -85,16 +118,21 @@ def compare(base: TrainConfig, variants: list[str], seeds: list[int], out_dir: s
                 if stage_one is not None:
                     stage1 = out_dir / stage_one / name
                     if not (stage1 / "model.pt").exists():
-                        train(base.replace(method=stage_one, seed=seed, data_seed=data_seed, out_dir=str(stage1)),
+                        train(base.replace(method=stage_one, seed=seed, data_seed=data_seed, out_dir=str(stage1),
+                                           **_overrides(tuned, stage_one)),
                               resume=(stage1 / CHECKPOINT).exists())
                     run_changes["stage1"] = str(stage1)
                 config = base.replace(method=method, seed=seed, data_seed=data_seed, out_dir=str(run_dir),
-                                      **run_changes)
+                                      **{**_overrides(tuned, variant), **run_changes})
                 result = train(config, resume=(run_dir / CHECKPOINT).exists())
                 runs.setdefault(variant, []).append({**json.loads((result.out_dir / "metrics.json").read_text()),
                                                      "data_seed": data_seed})
     paired = paired_comparisons(run_dirs, reference, n_boot) if reference is not None else None
-    return summarise(runs, base, seeds, out_dir, data_seeds=data_seeds, paired=paired)
+    return summarise(runs, base, seeds, out_dir, data_seeds=data_seeds, paired=paired, tuned=tuned)
+
+
+def _overrides(tuned: dict[str, dict], variant: str) -> dict:
+    return dict(tuned[variant]["overrides"]) if variant in tuned else {}
 
 
 def paired_comparisons(run_dirs: dict[str, list[tuple[int, Path]]], reference: str, n_boot: int = 2000) -> dict:
@@ -138,7 +176,7 @@ def format_paired_table(paired: dict) -> str:
 
 
 def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], out_dir: Path,
-              data_seeds: list[int] | None = None, paired: dict | None = None) -> dict:
+              data_seeds: list[int] | None = None, paired: dict | None = None, tuned: dict | None = None) -> dict:
     first = next(iter(runs.values()))[0]
     keys = [k for k, _ in (ML_COLUMNS if first.get("kind") == "multi-label" else COLUMNS)]
     means, stds, per_class = {}, {}, {}
@@ -162,6 +200,8 @@ def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], 
                "runs": {v: [_brief(r) for r in rs] for v, rs in runs.items()}}
     if paired is not None:
         summary["paired"] = paired
+    if tuned:
+        summary["tuned"] = tuned
     atomic_write_json(out_dir / "compare.json", summary)
     splits = f"data splits {data_seeds} x seeds {seeds}" if data_seeds != [base.data_seed] else f"seeds {seeds}"
     md = [f"# {base.dataset}: mean ± std over {splits} (values in %)", "", table, ""]
@@ -172,6 +212,12 @@ def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], 
                f"Δ: mean over the {ref['runs']} (data split, seed) runs of the per-run difference. 95% CI: "
                f"percentile bootstrap ({ref['n_boot']} replicates) resampling distinct test items within each "
                "data split; a difference is *resolved* only when its interval excludes 0.", ""]
+    if tuned:
+        md += ["## Hyper-parameters chosen on val (`pycmlt tune`; the rest as in the command)", "",
+               "| method | chosen on val | val top-1 | val few | grid points |", "|---|---|---:|---:|---:|"]
+        md += [f"| {v} | {', '.join(f'{k}={x}' for k, x in t['overrides'].items())} | {_pct(t['val'].get('top1'))} | "
+               f"{_pct(t['val'].get('few'))} | {t['points']} |" for v, t in tuned.items()]
+        md += [""]
     md += [f"Command: `{command}`", ""]
     atomic_write_text(out_dir / "compare.md", "\n".join(md))
     if per_class:
@@ -179,6 +225,10 @@ def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], 
                                 title=f"{base.dataset}: per-class accuracy (mean over seeds)")
     print(table)
     return summary
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
 
 
 def _brief(result: dict) -> dict:
