@@ -15,6 +15,7 @@ COMMANDS = {
     "eval": "evaluate",
     "compare": "compare",
     "tune": "tune",
+    "protocol": "protocol",
     "demo": "demo",
     "data": "data",
     "words": "words",

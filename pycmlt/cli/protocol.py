@@ -1,0 +1,37 @@
+"""`pycmlt protocol`: the fair comparison in one command — every method tuned on val with the same
+budget, the strongest baseline (on val) as the reference, then every method over several data
+splits and seeds with paired bootstrap intervals (pycmlt/training/protocol.py)."""
+from __future__ import annotations
+
+from pycmlt.cli.config_args import add_config_arguments, config_from_args
+
+
+def add_parser(sub, name):
+    p = sub.add_parser(name, help="tune every method on val with the same budget, pick the best baseline on val, "
+                                  "then compare all over data splits x seeds with paired intervals")
+    p.add_argument("--methods", nargs="+", required=True, metavar="METHOD", help="stage-one methods to compare")
+    p.add_argument("--grids", required=True, metavar="JSON",
+                   help='file {"method": {"key": [v1, v2]}, ...}: each method\'s grid; all grids must have the '
+                        "same number of points (e.g. benchmarks/protocol/emoji-lt.json)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="model seeds (default 0 1 2)")
+    p.add_argument("--data-seeds", nargs="+", type=int, default=[0, 1, 2], metavar="SEED",
+                   help="dataset split seeds (default 0 1 2); tuning uses --data-seed's split")
+    p.add_argument("--criterion", choices=("few", "top1"), default="few",
+                   help="val metric that picks each method's grid point and the reference baseline "
+                        "(default few, ties broken by the other)")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="bootstrap replicates (default 2000)")
+    add_config_arguments(p)
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args) -> int:
+    from pycmlt.training.protocol import load_grids, run_protocol
+
+    base = config_from_args(args)
+    grids = load_grids(args.grids, args.methods)
+    record = run_protocol(base, args.methods, grids, base.out_dir, seeds=args.seeds, data_seeds=args.data_seeds,
+                          criterion=args.criterion, n_boot=args.bootstrap)
+    print(f"reference (best baseline on val): {record['reference']}")
+    print(f"wrote {base.out_dir}/protocol.json, tune/<method>/ and compare/compare.md")
+    return 0

@@ -1,0 +1,106 @@
+"""The fair comparison in one call (`pycmlt protocol`): every method gets the same tuning budget on
+val, then all are compared over several data splits and seeds against the strongest baseline.
+
+1. Tune: each method trains its own grid (`tune.tune`, select_on="val", the test split is never
+   built) on the data split `base.data_seed`. Every grid must have the same number of points (the
+   same budget); a method's grid may tune whichever keys matter to it.
+2. Reference: the baseline (a method that does not use words) with the best val score at its tuned
+   point — val few-shot accuracy first, then val top-1 (criterion "few"), or the reverse ("top1").
+   Chosen on val, so the test split still decides nothing.
+3. Compare: `compare.compare` trains every (method, data split, seed) run with its tuned overrides
+   (each run selects its epoch on val, then reads test once) and pairs every method with the
+   reference (bootstrap intervals over distinct test items).
+
+Writes <out>/tune/<method>/ (tune.json, best_config.json), <out>/compare/ (compare.json, .md, plot)
+and <out>/protocol.json (grids, the tuned points, the reference and why). Finished runs are reused
+and killed ones resumed, so a protocol can be extended with more seeds later."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from pycmlt.atomic_write import atomic_write_json
+from pycmlt.training.compare import compare, parse_variant
+from pycmlt.training.config import TrainConfig
+from pycmlt.training.recipes import RECIPES
+from pycmlt.training.tune import CRITERIA, parse_grid, tune
+
+
+def load_grids(path: str | Path, methods: list[str]) -> dict[str, dict[str, list]]:
+    """{method: {key: [values]}} from a JSON file {method: {"key": [v1, v2], ...}}, checked: every
+    method has a grid, every grid has the same number of points, every key is tunable."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--grids {path}: cannot read a JSON object of grids ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"--grids {path}: expected a JSON object {{method: {{key: [values]}}}}")
+    missing = [m for m in methods if m not in raw]
+    if missing:
+        raise ValueError(f"--grids {path}: no grid for {missing}")
+    grids = {}
+    for method in methods:
+        items = [f"{k}={','.join(json.dumps(v) if isinstance(v, (dict, list)) else str(v) for v in values)}"
+                 for k, values in raw[method].items()]
+        grids[method] = parse_grid(items)
+    sizes = {m: _points(g) for m, g in grids.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"--grids {path}: every method must get the same tuning budget, but the grids have "
+                         f"{sizes} points")
+    return grids
+
+
+def _points(grid: dict[str, list]) -> int:
+    n = 1
+    for values in grid.values():
+        n *= len(values)
+    return n
+
+
+def choose_reference(tuned: dict[str, dict], criterion: str) -> str:
+    """The baseline with the best val score at its tuned point (see the module docstring)."""
+    order = ("few", "top1") if criterion == "few" else ("top1", "few")
+
+    def score(method):
+        val = tuned[method]["val"]
+        return tuple(val.get(k) if val.get(k) is not None else float("-inf") for k in order)
+
+    baselines = [m for m in tuned if not RECIPES[m].uses_words]
+    if not baselines:
+        raise ValueError("the protocol needs at least one baseline (a method that does not use words)")
+    return max(baselines, key=score)
+
+
+def run_protocol(base: TrainConfig, methods: list[str], grids: dict[str, dict[str, list]], out_dir: str | Path,
+                 seeds: list[int], data_seeds: list[int], criterion: str = "few", n_boot: int = 2000) -> dict:
+    """Tunes every method on val, picks the reference on val, compares; returns protocol.json's content."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    for method in methods:
+        name, changes = parse_variant(method)
+        if changes or RECIPES[name].stage != 1:
+            raise ValueError(f"the protocol tunes stage-one methods (not variants or second stages): {method!r}")
+    if len(set(methods)) != len(methods) or len(methods) < 2:
+        raise ValueError(f"give at least two distinct methods, got {methods}")
+    out_dir = Path(out_dir)
+    base = base.replace(select_on="val")  # every compared run also picks its epoch on val
+    tuned = {}
+    for method in methods:
+        summary = tune(base.replace(method=method), grids[method], out_dir / "tune" / method, criterion=criterion)
+        tuned[method] = {"overrides": dict(summary["best"]["overrides"]), "val": summary["best"]["val"],
+                         "source": str(out_dir / "tune" / method / "tune.json"), "criterion": criterion,
+                         "points": len(summary["points"])}
+    reference = choose_reference(tuned, criterion)
+    summary = compare(base, methods, seeds, out_dir / "compare", data_seeds=data_seeds, reference=reference,
+                      n_boot=n_boot, tuned=tuned)
+    command = " ".join(shlex.quote(a) for a in ["pycmlt", *sys.argv[1:]]) if sys.argv else ""
+    record = {"dataset": base.dataset, "methods": methods, "criterion": criterion, "grids": grids,
+              "tuning_split": base.data_seed, "tuned": tuned, "reference": reference,
+              "reference_rule": f"the baseline with the best val {' then '.join(('few', 'top1') if criterion == 'few' else ('top1', 'few'))} at its tuned point",
+              "data_seeds": data_seeds, "seeds": seeds, "command": command,
+              "mean": summary["mean"], "std": summary["std"], "paired": summary.get("paired")}
+    atomic_write_json(out_dir / "protocol.json", record)
+    return record

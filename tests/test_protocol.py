@@ -1,0 +1,54 @@
+"""`pycmlt protocol`: equal tuning budgets on val, the reference chosen on val, then the paired compare."""
+import json
+
+import pytest
+from test_compare_paired import compare_args
+
+from pycmlt.cli import main
+from pycmlt.training.protocol import choose_reference, load_grids
+
+
+def protocol_args(out, grids, *extra):
+    args = compare_args(out, *extra)
+    return ["protocol", *args[1:], "--grids", str(grids)]
+
+
+def test_protocol_tunes_every_method_then_compares_against_the_best_baseline_on_val(tmp_path, capsys):
+    grids = tmp_path / "grids.json"
+    grids.write_text(json.dumps({"ce": {"lr": [0.3, 0.01]}, "balanced-softmax": {"weight_decay": [0.0, 0.001]}}))
+    out = tmp_path / "p"
+    assert main(protocol_args(out, grids, "--methods", "ce", "balanced-softmax", "--data-seeds", "0", "1",
+                              "--seeds", "0", "--criterion", "top1", "--bootstrap", "200")) == 0
+    record = json.loads((out / "protocol.json").read_text())
+    tuned = record["tuned"]
+    assert set(tuned) == {"ce", "balanced-softmax"} and all(t["points"] == 2 for t in tuned.values())
+    for method, t in tuned.items():  # the tuned point is the best val point of that method's own tune.json
+        points = json.loads((out / "tune" / method / "tune.json").read_text())["points"]
+        assert max(p["val"]["top1"] for p in points) == t["val"]["top1"]
+        for name in ("data0-seed0", "data1-seed0"):
+            config = json.loads((out / "compare" / method / name / "config.json").read_text())
+            assert config["select_on"] == "val"
+            assert all(config[k] == v for k, v in t["overrides"].items())
+        assert not (out / "tune" / method / next(iter(points))["run"] / "predictions.npz").exists()
+    best = max(tuned, key=lambda m: (tuned[m]["val"]["top1"], tuned[m]["val"].get("few") or -1))
+    assert record["reference"] == best
+    paired = json.loads((out / "compare" / "compare.json").read_text())["paired"]
+    assert list(paired) == [m for m in ("ce", "balanced-softmax") if m != best]
+
+
+def test_unequal_budgets_are_refused(tmp_path):
+    grids = tmp_path / "grids.json"
+    grids.write_text(json.dumps({"ce": {"lr": [0.1, 0.05]}, "cmltnet": {"lr": [0.1], "lambda_infer": [0.1, 0.3, 1]}}))
+    with pytest.raises(ValueError, match="same tuning budget"):
+        load_grids(grids, ["ce", "cmltnet"])
+    with pytest.raises(ValueError, match=r"no grid for \['ldam-drw'\]"):
+        load_grids(grids, ["ce", "ldam-drw"])
+
+
+def test_the_reference_is_a_baseline_chosen_on_val():
+    tuned = {"ce": {"val": {"top1": 0.5, "few": 0.1}}, "balanced-softmax": {"val": {"top1": 0.45, "few": 0.2}},
+             "cmltnet": {"val": {"top1": 0.9, "few": 0.9}}}
+    assert choose_reference(tuned, "few") == "balanced-softmax"
+    assert choose_reference(tuned, "top1") == "ce"
+    with pytest.raises(ValueError, match="at least one baseline"):
+        choose_reference({"cmltnet": tuned["cmltnet"]}, "few")
