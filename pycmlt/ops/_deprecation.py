@@ -1,6 +1,6 @@
 """Renamed public names keep working for one release, with a DeprecationWarning that names the new
-one. The only place that implements renames: of keywords (renamed_keywords) and of packages with
-their modules (moved_package)."""
+one. The only place that implements renames: of keywords (renamed_keywords), of functions
+(deprecated_alias) and of packages with their modules (moved_package)."""
 from __future__ import annotations
 
 import functools
@@ -40,6 +40,20 @@ def renamed_keywords(**renames: str):
         return wrapper
 
     return decorate
+
+
+def deprecated_alias(new_fn, old_name: str):
+    """`new_fn` under its old name: each call warns, then returns what `new_fn` returns."""
+    message = _deprecated(f"{old_name}()", f"{new_fn.__name__}()")
+
+    @functools.wraps(new_fn)
+    def alias(*args, **kwargs):
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        return new_fn(*args, **kwargs)
+
+    alias.__name__ = alias.__qualname__ = old_name
+    alias.__doc__ = f"Deprecated name of {new_fn.__name__} (removed in the next release)."
+    return alias
 
 
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
