@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install Debian packages with apt-get, as root or through password-less sudo, printing what it does;
 # runs `apt-get update` and tries again when the package lists are not current. Used by
-# ensure_emoji_packages.sh and ensure_hanzi_packages.sh. Exit status 0 when apt-get succeeded.
+# ensure_debian_files.sh (for ensure_emoji_packages.sh and ensure_hanzi_packages.sh). Exit status 0
+# when apt-get succeeded.
 #   scripts/apt_install.sh PACKAGE...
 set -u
 [ $# -gt 0 ] || { echo "usage: $0 PACKAGE..." >&2; exit 2; }

@@ -11,9 +11,9 @@ from torch import nn
 
 import pycmlt
 from pycmlt.cli import main
-from pycmlt.eval.analyze import run_names, tail_examples
-from pycmlt.eval.attention import grad_cam, last_feature_map_layer
-from pycmlt.eval.feature_stats import shot_group_feature_stats, subsample, tsne_2d
+from pycmlt.evaluation.analyze import run_names, tail_examples
+from pycmlt.evaluation.attention import grad_cam, last_feature_map_layer
+from pycmlt.evaluation.feature_stats import shot_group_feature_stats, subsample, tsne_2d
 from pycmlt.models.resnet_cifar import CifarResNet
 from pycmlt.training import TrainConfig
 from pycmlt.training import checkpoint as ckpt
@@ -200,8 +200,8 @@ def test_analyze_statistics_are_those_of_the_run_features(two_runs, analyzed, ru
 
 
 def test_analyze_runs_api_and_progress(two_runs, tmp_path, capsys):
-    analysis = pycmlt.eval.analyze_runs([two_runs[0]], tmp_path, num_images=1, max_points=8, features="visual",
-                                        device="cpu")
+    analysis = pycmlt.evaluation.analyze_runs([two_runs[0]], tmp_path, num_images=1, max_points=8,
+                                              features="visual", device="cpu")
     assert analysis["features"] == "visual" and list(analysis["runs"]) == ["ce"]
     assert json.loads((tmp_path / "analysis.json").read_text()) == analysis
     assert "analyze ce: Grad-CAM on 1 few-shot images" in capsys.readouterr().out

@@ -113,7 +113,8 @@ def test_low_precision_no_worse_than_pytorch(device, backend, dtype, case):
     labels, b_labels = kw.get("labels"), kw.get("b_labels")
 
     def ours(x, y, s):
-        return pycmlt.ops.contrastive_with_class_weights(x, y, logit_scale=s, class_weight=weights, backend=backend, **kw)
+        return pycmlt.ops.contrastive_with_class_tensors(x, y, logit_scale=s, class_weight=weights, backend=backend,
+                                                         **kw)
 
     def ref(upcast):
         return lambda x, y, s: contrastive_reference(x, y, labels, b_labels, s, class_weight=weights, upcast=upcast)

@@ -96,7 +96,7 @@ def test_supervised_class_balanced_contrastive_in_float64():
     a, b = rand(5, 3), rand(5, 3, seed=1)
     labels = torch.tensor([0, 1, 0, 2, 1])
     cw = rand(3, seed=2).abs() + 0.5
-    ours = grads(lambda x, y: ops.contrastive.contrastive_with_class_weights(
+    ours = grads(lambda x, y: ops.contrastive.contrastive_with_class_tensors(
         x, y, labels=labels, logit_scale=1.0, class_weight=cw, symmetric=False), a, b)
 
     def direct(x, y):

@@ -1,5 +1,6 @@
-"""The per-family options objects (pycmlt/ops/loss_options.py), the renamed keywords and their deprecation,
-and the fused autograd's schema-named argument positions."""
+"""The per-family options objects (pycmlt/ops/loss_options.py), the renamed keywords and second-layer
+functions and their deprecation, and the fused autograd's schema-named argument positions."""
+import importlib
 import warnings
 
 import pytest
@@ -62,7 +63,7 @@ def test_second_layer_takes_options_or_scalars_but_not_both():
     with pytest.raises(TypeError, match="not both"):
         ops.cross_entropy_with_class_tensors(x, t, scale=2.0, options=CrossEntropyOptions(), backend="torch")
     with pytest.raises(TypeError, match="options must be a pycmlt.ops.BCEOptions"):
-        ops.bce_with_weights(x, torch.rand(6, 5), options=CrossEntropyOptions())
+        ops.bce_with_class_tensors(x, torch.rand(6, 5), options=CrossEntropyOptions())
 
 
 def test_fused_autograd_reads_argument_positions_from_the_schema():
@@ -107,9 +108,9 @@ def test_target_is_the_name_and_targets_is_deprecated():
     bce, fused = pycmlt.nn.ClassBalancedBCE(), pycmlt.nn.FusedLinearClassBalancedBCE(3, 5)
     calls = [
         lambda **k: ops.class_balanced_bce(x, backend="torch", **k),
-        lambda **k: ops.bce_with_weights(x, backend="torch", **k),
+        lambda **k: ops.bce_with_class_tensors(x, backend="torch", **k),
         lambda **k: ops.fused_linear_class_balanced_bce(h, lin, backend="torch", **k),
-        lambda **k: ops.fused_linear_bce_with_weights(h, lin, backend="torch", **k),
+        lambda **k: ops.fused_linear_bce_with_class_tensors(h, lin, backend="torch", **k),
         lambda **k: bce(x, **k),
         lambda **k: fused(h, **k),
     ]
@@ -120,3 +121,33 @@ def test_target_is_the_name_and_targets_is_deprecated():
         with pytest.warns(DeprecationWarning, match="targets= is deprecated.*use target="):
             old = fn(targets=y)
         torch.testing.assert_close(old, new)
+
+
+def _second_layer_args(name):
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(4, 5, generator=g), torch.rand(4, 5, generator=g)
+    h, lin = torch.randn(4, 3, generator=g), torch.randn(5, 3, generator=g)
+    a, b = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    labels, class_weight = torch.tensor([0, 1, 0, 2]), torch.tensor([1.0, 2.0, 3.0])
+    return {"bce_with_class_tensors": ((x, y), {"weight": torch.rand(5, generator=g)}),
+            "fused_linear_bce_with_class_tensors": ((h, lin, y), {"loss_weight": torch.rand(5, generator=g)}),
+            "contrastive_with_class_tensors": ((a, b), {"labels": labels, "class_weight": class_weight})}[name]
+
+
+@pytest.mark.parametrize("old, new", [("bce_with_weights", "bce_with_class_tensors"),
+                                      ("fused_linear_bce_with_weights", "fused_linear_bce_with_class_tensors"),
+                                      ("contrastive_with_class_weights", "contrastive_with_class_tensors")])
+def test_old_second_layer_names_warn_and_give_the_same_result(old, new):
+    """Every second layer is *_with_class_tensors; the old names stay, from pycmlt.ops and from their
+    module, for one release."""
+    new_fn, alias = getattr(ops, new), getattr(ops, old)
+    module = importlib.import_module(new_fn.__module__)
+    assert getattr(module, old) is alias and old in ops.__all__ and new in ops.__all__
+    assert alias.__name__ == old and alias.__wrapped__ is new_fn
+    args, kwargs = _second_layer_args(new)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        expected = new_fn(*args, backend="torch", **kwargs)
+    with pytest.warns(DeprecationWarning, match=rf"{old}\(\) is deprecated.*use {new}\(\) instead"):
+        got = alias(*args, backend="torch", **kwargs)
+    torch.testing.assert_close(got, expected)

@@ -85,7 +85,7 @@ def test_no_grad_mode_builds_no_graph():
         assert CE(x, t, None, None, None, 1.0, 0.0, 0.0, -100, 1, False)[0].grad_fn is None
 
 
-def test_opcheck_bce_with_weights():
+def test_opcheck_bce_with_class_tensors():
     x, _ = _inputs()
     y = torch.rand(7, 5)
     for red in (0, 1, 2):

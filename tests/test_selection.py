@@ -12,7 +12,7 @@ from test_training import read_metrics, tiny_config
 import pycmlt
 from pycmlt.cli import build_parser
 from pycmlt.cli.config_args import config_from_args
-from pycmlt.eval.predictions import load_predictions
+from pycmlt.evaluation.predictions import load_predictions
 from pycmlt.training import TrainConfig, load_model
 from pycmlt.training import checkpoint as ckpt
 from pycmlt.training import epoch_loop, model_evaluation

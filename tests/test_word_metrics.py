@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pycmlt.eval import word_inference_metrics, word_mean_average_precision, word_recall_at_k
+from pycmlt.evaluation import word_inference_metrics, word_mean_average_precision, word_recall_at_k
 
 # Three images; the third has no true words (excluded and counted).
 RANKED = [[3, 1, 7, 2],

@@ -26,7 +26,7 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from pycmlt.eval.analyze import analyze_runs
+    from pycmlt.evaluation.analyze import analyze_runs
 
     analyze_runs(args.run_dirs, args.out_dir, num_images=args.num_images, max_points=args.max_points,
                  num_words=args.num_words, features=args.features, device=args.device, seed=args.seed,

@@ -1,20 +1,8 @@
-"""Evaluation (docs/evaluation.md). Word inference: recall@k, precision@k and mAP of the inferred
-words of each image against its held-out true words. `analyze_runs` (the feature-distribution and
-attention case studies of trained runs) is imported on first use: it needs the training stack."""
-from pycmlt.eval.word_metrics import (
-    WordInferenceMetrics,
-    word_inference_metrics,
-    word_mean_average_precision,
-    word_recall_at_k,
-)
+"""Deprecated alias of pycmlt.evaluation, kept for one release: the package was renamed because
+`eval` shadowed the builtin, and its longtail.py is now classification_metrics.py (pycmlt/data has
+its own longtail.py). `import pycmlt.eval` and `pycmlt.eval.<module>` warn, then give the objects
+of pycmlt.evaluation."""
+from pycmlt.evaluation import __all__  # noqa: F401 (what `from pycmlt.eval import *` gives)
+from pycmlt.ops._deprecation import moved_package
 
-__all__ = ["analyze_runs", "WordInferenceMetrics", "word_inference_metrics", "word_mean_average_precision",
-           "word_recall_at_k"]
-
-
-def __getattr__(name):
-    if name == "analyze_runs":
-        from pycmlt.eval.analyze import analyze_runs
-
-        return analyze_runs
-    raise AttributeError(f"module 'pycmlt.eval' has no attribute {name!r}")
+__getattr__ = moved_package(__name__, "pycmlt.evaluation", {"longtail": "classification_metrics"})

@@ -10,7 +10,7 @@ from torch import nn
 from pycmlt.ops._checks import check_finite_scalar, class_counts_tensor
 from pycmlt.ops.alignment import KINDS, alignment_loss
 from pycmlt.ops.class_balance import class_balanced_weights
-from pycmlt.ops.contrastive import DEFAULT_LOGIT_SCALE, contrastive_with_class_weights
+from pycmlt.ops.contrastive import DEFAULT_LOGIT_SCALE, contrastive_with_class_tensors
 
 MAX_LOGIT_SCALE = math.log(100.0)
 
@@ -68,7 +68,7 @@ class CrossModalContrastiveLoss(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor | None = None,
                 b_labels: torch.Tensor | None = None, *, return_stats: bool = False):
-        return contrastive_with_class_weights(
+        return contrastive_with_class_tensors(
             a, b, labels=labels, b_labels=b_labels, logit_scale=self.effective_logit_scale(),
             normalize=self.normalize, symmetric=self.symmetric, class_weight=self.class_weight,
             reduction=self.reduction, gather=self.gather, group=self.group, return_stats=return_stats,

@@ -9,7 +9,7 @@ from pycmlt.nn._scheduled import EpochScheduled
 from pycmlt.nn.bce import register_bce_statistics
 from pycmlt.nn.cross_entropy import register_class_statistics
 from pycmlt.ops._deprecation import renamed_keywords
-from pycmlt.ops.fused_linear import check_chunk_rows, fused_linear_bce_with_weights
+from pycmlt.ops.fused_linear import check_chunk_rows, fused_linear_bce_with_class_tensors
 from pycmlt.ops.fused_linear import fused_linear_cross_entropy_with_class_tensors
 from pycmlt.ops.loss_options import BCEOptions, CrossEntropyOptions
 
@@ -123,7 +123,7 @@ class FusedLinearClassBalancedBCE(_FusedLinearLoss):
 
     @renamed_keywords(targets="target")
     def forward(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return fused_linear_bce_with_weights(
+        return fused_linear_bce_with_class_tensors(
             hidden, self.linear.weight, target, self.linear.bias, loss_weight=self.loss_weight,
             pos_weight=self.pos_weight, options=self.options, chunk_rows=self.chunk_rows, backend=self.backend)
 

@@ -16,7 +16,7 @@ from pycmlt.ops._checks import (
     compute_dtype,
     reduction_name,
 )
-from pycmlt.ops._deprecation import renamed_keywords
+from pycmlt.ops._deprecation import deprecated_alias, renamed_keywords
 from pycmlt.ops._registration import call_fused_loss, register_fused_loss, register_native_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights
 from pycmlt.ops.loss_options import BCEOptions
@@ -56,8 +56,8 @@ def class_balanced_bce(
     num_classes = logits.shape[-1] if logits.dim() else 1
     effective = effective_bce_weight(num_classes, logits.device, class_counts=class_counts, beta=beta,
                                      weight=weight)
-    return bce_with_weights(logits, target, weight=effective, pos_weight=pos_weight, options=options,
-                            backend=backend)
+    return bce_with_class_tensors(logits, target, weight=effective, pos_weight=pos_weight, options=options,
+                                  backend=backend)
 
 
 def effective_bce_weight(num_classes, device, *, class_counts=None, beta=None, weight=None, weight_name="weight"):
@@ -82,8 +82,8 @@ def effective_bce_weight(num_classes, device, *, class_counts=None, beta=None, w
 
 
 @renamed_keywords(targets="target")
-def bce_with_weights(logits, target, *, weight=None, pos_weight=None, focal_gamma=0.0, reduction="mean",
-                     options: BCEOptions | None = None, backend="auto") -> torch.Tensor:
+def bce_with_class_tensors(logits, target, *, weight=None, pos_weight=None, focal_gamma=0.0, reduction="mean",
+                           options: BCEOptions | None = None, backend="auto") -> torch.Tensor:
     """The op with its weights already derived (what nn modules call with cached buffers).
 
     `options` (a :class:`BCEOptions`, what the nn modules pass) replaces focal_gamma and reduction,
@@ -114,6 +114,10 @@ def bce_with_weights(logits, target, *, weight=None, pos_weight=None, focal_gamm
     if loss.dtype != logits.dtype:
         loss = loss.to(logits.dtype)
     return loss.reshape(shape) if code == 0 and logits.dim() != 2 else loss
+
+
+# The old name, kept for one release.
+bce_with_weights = deprecated_alias(bce_with_class_tensors, "bce_with_weights")
 
 
 def bce_options_or_scalars(options, focal_gamma, reduction) -> BCEOptions:

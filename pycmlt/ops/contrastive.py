@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from pycmlt import _extension
 from pycmlt.ops import _backend
 from pycmlt.ops._checks import check_finite_scalar, check_same_device, check_tensor, compute_dtype, reduction_code
+from pycmlt.ops._deprecation import deprecated_alias
 from pycmlt.ops._registration import keep_inputs, recompute_grads
 from pycmlt.ops.class_balance import class_balanced_weights
 from pycmlt.ops.contrastive_anchors import anchor_losses, anchor_weights, positive_counts, reduce_parts
@@ -93,13 +94,13 @@ def cross_modal_contrastive(
                 and class_counts.device.type != "cpu":
             raise ValueError(f"class_counts is on {class_counts.device} but a is on {a.device}")
         class_weight = class_balanced_weights(class_counts, beta).to(a.device)
-    return contrastive_with_class_weights(
+    return contrastive_with_class_tensors(
         a, b, labels=labels, b_labels=b_labels, logit_scale=logit_scale, normalize=normalize,
         symmetric=symmetric, class_weight=class_weight, reduction=reduction, gather=gather, group=group,
         return_stats=return_stats, backend=backend)
 
 
-def contrastive_with_class_weights(
+def contrastive_with_class_tensors(
     a, b, *, labels=None, b_labels=None, logit_scale=DEFAULT_LOGIT_SCALE, normalize=True, symmetric=True,
     class_weight=None, reduction="mean", gather=False, group=None, return_stats=False, backend="auto",
 ):
@@ -148,6 +149,10 @@ def contrastive_with_class_weights(
         no_row, no_col = (row_cnt == 0).sum(), (col_cnt == 0).sum()
     loss = loss.to(a.dtype)
     return ContrastiveOutput(loss, no_row, no_col) if return_stats else loss
+
+
+# The old name, kept for one release.
+contrastive_with_class_weights = deprecated_alias(contrastive_with_class_tensors, "contrastive_with_class_weights")
 
 
 # ----------------------------------------------------------------------------- reference

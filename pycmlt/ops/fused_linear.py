@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from pycmlt.ops import _backend
 from pycmlt.ops._checks import check_same_device, check_targets_in_range, check_tensor, compute_dtype, reduction_name
-from pycmlt.ops._deprecation import renamed_keywords
+from pycmlt.ops._deprecation import deprecated_alias, renamed_keywords
 from pycmlt.ops._registration import keep_inputs, recompute_grads, scale_saved_grad
 from pycmlt.ops.bce import bce_options_or_scalars, bce_reference, broadcast_weight_2d, check_targets
 from pycmlt.ops.bce import effective_bce_weight
@@ -175,14 +175,15 @@ def fused_linear_class_balanced_bce(
     num_classes = weight.shape[0]
     effective = effective_bce_weight(num_classes, hidden.device, class_counts=class_counts, beta=beta,
                                      weight=loss_weight, weight_name="loss_weight")
-    return fused_linear_bce_with_weights(hidden, weight, target, bias, loss_weight=effective, pos_weight=pos_weight,
-                                         options=options, chunk_rows=chunk_rows, backend=backend)
+    return fused_linear_bce_with_class_tensors(hidden, weight, target, bias, loss_weight=effective,
+                                               pos_weight=pos_weight, options=options, chunk_rows=chunk_rows,
+                                               backend=backend)
 
 
 @renamed_keywords(targets="target")
-def fused_linear_bce_with_weights(hidden, weight, target, bias=None, *, loss_weight=None, pos_weight=None,
-                                  focal_gamma=0.0, reduction="mean", options: BCEOptions | None = None,
-                                  chunk_rows=None, backend="auto") -> torch.Tensor:
+def fused_linear_bce_with_class_tensors(hidden, weight, target, bias=None, *, loss_weight=None, pos_weight=None,
+                                        focal_gamma=0.0, reduction="mean", options: BCEOptions | None = None,
+                                        chunk_rows=None, backend="auto") -> torch.Tensor:
     """The fused BCE with its weights already derived (what the nn module calls).
 
     `options` (a :class:`BCEOptions`) replaces focal_gamma and reduction."""
@@ -221,6 +222,10 @@ def fused_linear_bce_with_weights(hidden, weight, target, bias=None, *, loss_wei
             *grads)[0]
     loss = loss.to(hidden.dtype)
     return loss.reshape(logits_shape) if code == 0 else loss
+
+
+# The old name, kept for one release.
+fused_linear_bce_with_weights = deprecated_alias(fused_linear_bce_with_class_tensors, "fused_linear_bce_with_weights")
 
 
 class _ShapeOnly:

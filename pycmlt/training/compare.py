@@ -2,7 +2,7 @@
 under the comparison folder (<variant>/seed<s>, or <variant>/data<d>-seed<s> with several data
 splits), finished runs are reused and killed ones resumed; results are averaged over all runs
 (mean ± std) into compare.json, compare.md and a per-class plot. With a reference method, every
-other method gets a paired comparison with it (pycmlt.eval.paired: per-run differences of top-1 and
+other method gets a paired comparison with it (pycmlt.evaluation.paired: per-run differences of top-1 and
 few-shot accuracy, bootstrap CI over distinct test items) in compare.json["paired"] and compare.md.
 With `tuned` ({variant: overrides}, e.g. from `pycmlt tune`'s tune.json via load_tuned), each variant
 trains with its own hyper-parameters chosen on val; compare.json["tuned"] and compare.md record them."""
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from pycmlt.data.stats import shot_groups
-from pycmlt.eval.paired import RunPair, paired_bootstrap, resolved
-from pycmlt.eval.plots import plot_per_class_accuracy
-from pycmlt.eval.predictions import PREDICTIONS, load_predictions
+from pycmlt.evaluation.paired import RunPair, paired_bootstrap, resolved
+from pycmlt.evaluation.plots import plot_per_class_accuracy
+from pycmlt.evaluation.predictions import PREDICTIONS, load_predictions
 from pycmlt.atomic_write import atomic_write_json, atomic_write_text
 from pycmlt.training.checkpoint import CHECKPOINT
 from pycmlt.training.config import TrainConfig

@@ -14,7 +14,7 @@ import torch
 
 from pycmlt.atomic_write import atomic_write_json
 from pycmlt.data import build_dataset
-from pycmlt.eval.predictions import PREDICTIONS
+from pycmlt.evaluation.predictions import PREDICTIONS
 from pycmlt.ops import use_backend
 from pycmlt.training import ddp as ddp_setup
 from pycmlt.training.checkpoint import CHECKPOINT, MODEL, save_model

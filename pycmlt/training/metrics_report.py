@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pycmlt.atomic_write import atomic_write_json, atomic_write_text
-from pycmlt.eval.plots import plot_per_class_accuracy
+from pycmlt.evaluation.plots import plot_per_class_accuracy
 
 COLUMNS = [("top1", "top-1"), ("mean_class_accuracy", "mean class acc"), ("many", "many"),
            ("medium", "medium"), ("few", "few")]

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from pycmlt.data import collate
-from pycmlt.eval.longtail import longtail_accuracy, multilabel_metrics
-from pycmlt.eval.predictions import save_predictions
+from pycmlt.evaluation.classification_metrics import longtail_accuracy, multilabel_metrics
+from pycmlt.evaluation.predictions import save_predictions
 from pycmlt.models import CMLTNet
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.progress import StepProgress
@@ -67,7 +67,7 @@ def word_inference_metrics(model: CMLTNet, semantic: torch.Tensor, true_words: l
                            ks=(1, 5, 10)) -> dict:
     """Recall@k, precision@k and mAP of the nearest words of s in the learned word space (FAISS
     index, cosine) against each test image's own words; images without words are excluded."""
-    from pycmlt.eval.word_metrics import word_inference_metrics
+    from pycmlt.evaluation.word_metrics import word_inference_metrics
     index = model.word_index(vocab)
     k = min(max(ks), len(vocab))
     _, ids = index.search(semantic, k)

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from pycmlt.eval.longtail import average_precision, longtail_accuracy, multilabel_metrics, shot_groups
-from pycmlt.eval.plots import plot_per_class_accuracy
+from pycmlt.evaluation.classification_metrics import (average_precision, longtail_accuracy, multilabel_metrics,
+                                                      shot_groups)
+from pycmlt.evaluation.plots import plot_per_class_accuracy
 
 
 def test_shot_group_boundaries():

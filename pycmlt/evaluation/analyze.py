@@ -1,6 +1,6 @@
 """analyze_runs (`pycmlt analyze`): the CMLTNet paper's two case studies for trained run folders that
 share a dataset, side by side: the distribution of the test features per shot group
-(feature_distribution.png + the numbers in analysis.json, see pycmlt.eval.feature_stats) and Grad-CAM
+(feature_distribution.png + the numbers in analysis.json, see pycmlt.evaluation.feature_stats) and Grad-CAM
 attention on few-shot test images (attention.png), with the words each CMLTNet infers for them."""
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from pycmlt.data.cache import write_json_atomic
-from pycmlt.eval.analysis_plots import plot_attention_grid, plot_feature_distribution
-from pycmlt.eval.attention import grad_cam
-from pycmlt.eval.feature_stats import shot_group_feature_stats, subsample, tsne_2d
-from pycmlt.eval.longtail import shot_groups
+from pycmlt.evaluation.analysis_plots import plot_attention_grid, plot_feature_distribution
+from pycmlt.evaluation.attention import grad_cam
+from pycmlt.evaluation.feature_stats import shot_group_feature_stats, subsample, tsne_2d
+from pycmlt.evaluation.classification_metrics import shot_groups
 from pycmlt.training.checkpoint import load_run
 from pycmlt.training.model_evaluation import collect_outputs
 from pycmlt.training.loop import load_datasets, resolve_device

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from pycmlt.eval.paired import RunPair, paired_bootstrap, resolved
+from pycmlt.evaluation.paired import RunPair, paired_bootstrap, resolved
 
 
 def pair(keys, labels, a, b, split=0, few=()):

@@ -9,12 +9,13 @@ Features are compared by cosine: every feature vector f_i is first scaled to uni
                                 = (|sum_i u_i|^2 - sum_i |u_i|^2) / (n_c (n_c - 1))   (needs n_c >= 2)
     margin of a sample i in c   = cos(u_i, m_c) - max_{c' != c, c' in the test} cos(u_i, m_c')
 
-A shot group's (many / medium / few, from the TRAINING counts: pycmlt.eval.longtail.shot_groups)
-`intra_class_similarity` is the mean over its classes with at least two test samples (class-averaged,
-like the group accuracies), and its `nearest_class_margin` is the mean over its test samples of their
-margin (every centroid includes the sample itself; needs at least two classes in the test). A
-positive margin means the sample is closer to its own class's centroid than to any other; a value
-is None when the group has no sample it can be computed for.
+A shot group's (many / medium / few, from the TRAINING counts:
+pycmlt.evaluation.classification_metrics.shot_groups) `intra_class_similarity` is the mean over its
+classes with at least two test samples (class-averaged, like the group accuracies), and its
+`nearest_class_margin` is the mean over its test samples of their margin (every centroid includes
+the sample itself; needs at least two classes in the test). A positive margin means the sample is
+closer to its own class's centroid than to any other; a value is None when the group has no sample
+it can be computed for.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pycmlt.eval.longtail import shot_groups
+from pycmlt.evaluation.classification_metrics import shot_groups
 
 GROUPS = ("many", "medium", "few")
 

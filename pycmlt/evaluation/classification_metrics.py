@@ -1,6 +1,6 @@
-"""Long-tail evaluation (docs/evaluation.md): top-1 overall and per shot group of the training counts
-(many > 100, medium 20..100, few < 20; a group's accuracy is the mean of its classes'), mean class
-accuracy, and multi-label mAP / macro and micro F1."""
+"""Classification metrics of a long-tailed test set (docs/evaluation.md): top-1 overall and per shot
+group of the training counts (many > 100, medium 20..100, few < 20; a group's accuracy is the mean
+of its classes'), mean class accuracy, and multi-label mAP / macro and micro F1."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -1,6 +1,6 @@
 """Per-sample test predictions of a run (predictions.npz in the run folder): the distinct item each
 sample shows (LTDataset.item_key), its label and the predicted class. Paired comparisons of two
-runs on the same test split (pycmlt.eval.paired) resample these items."""
+runs on the same test split (pycmlt.evaluation.paired) resample these items."""
 from __future__ import annotations
 
 from pathlib import Path
