@@ -27,6 +27,14 @@ TORCH_LIBRARY(pycmlt, m) {
       "cb_cross_entropy_grad_inplace(Tensor(a!) logits, Tensor target, Tensor? class_weight, "
       "Tensor? margins, Tensor? logit_bias, Tensor aux, float scale, float focal_gamma, "
       "float label_smoothing, int ignore_index) -> Tensor");
+  // The auxiliary of a cross-entropy batch (docs/ops/cross_entropy.md), the one definition behind every
+  // backend: aux = [gradient scale (1 / denom for reduction mean, else 1), sum of the class weights (C
+  // without weights)] fp32 [2] and denom = the mean's denominator, the sum of the class weights of the
+  // non-ignored rows (fp32 []), both on target's device. class_weight: contiguous fp32 [num_classes].
+  // The CPU kernel also validates the targets (ValueError); the CUDA one does not (no host synchronisation).
+  m.def(
+      "ce_loss_aux(Tensor target, Tensor? class_weight, int num_classes, int ignore_index, int reduction) "
+      "-> (Tensor aux, Tensor denom)");
   // d loss / d logits of cb_cross_entropy through the differentiable torch reference, times grad_loss: what
   // its autograd kernel returns in a create_graph=True backward (CompositeImplicitAutograd, in Python).
   m.def(

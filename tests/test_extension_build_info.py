@@ -16,7 +16,7 @@ def test_compiled_with_cuda_matches_the_registered_cuda_kernels():
     has_kernel = getattr(torch._C, "_dispatch_has_kernel_for_dispatch_key", None)
     if has_kernel is None:
         pytest.skip("this torch has no _dispatch_has_kernel_for_dispatch_key to cross-check against")
-    for op in ("cb_cross_entropy", "cb_bce", "contrastive_stats", "alignment"):
+    for op in ("cb_cross_entropy", "ce_loss_aux", "cb_bce", "contrastive_stats", "alignment"):
         assert has_kernel(f"pycmlt::{op}", "CUDA") is reported, op
 
 

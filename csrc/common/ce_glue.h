@@ -59,4 +59,21 @@ inline void check_ce_inplace_args(const at::Tensor& logits, const at::Tensor& ta
                     "aux must be a float32 tensor [gradient scale, sum of class weights]");
 }
 
+// pycmlt::ce_loss_aux: integer target [N], class_weight contiguous float32 [num_classes] on its device.
+inline void check_ce_loss_aux_args(const at::Tensor& target, const std::optional<at::Tensor>& class_weight,
+                                   int64_t num_classes, int64_t reduction) {
+  TORCH_CHECK_VALUE(target.dim() == 1 && at::isIntegralType(target.scalar_type(), /*includeBool=*/false),
+                    "target must be a 1-D integer tensor, got ", target.scalar_type(), " of shape ",
+                    target.sizes());
+  TORCH_CHECK_VALUE(num_classes >= 0, "num_classes must be >= 0, got ", num_classes);
+  TORCH_CHECK_VALUE(reduction >= 0 && reduction <= 2, "reduction code must be 0, 1 or 2, got ", reduction);
+  if (class_weight.has_value()) {
+    const at::Tensor& w = *class_weight;
+    TORCH_CHECK_VALUE(w.scalar_type() == at::kFloat && w.dim() == 1 && w.numel() == num_classes &&
+                          w.is_contiguous() && w.device() == target.device(),
+                      "class_weight must be a contiguous float32 tensor of shape [", num_classes, "] on ",
+                      target.device());
+  }
+}
+
 }  // namespace pycmlt

@@ -12,6 +12,7 @@
 #include "common/ce_glue.h"
 #include "common/ce_row_math.h"
 #include "common/dispatch.h"
+#include "cpu/ce_loss_aux.h"
 #include "cpu/vec_math.h"
 
 namespace pycmlt {
@@ -148,21 +149,6 @@ inline float ce_row_dispatch(const c10::BFloat16* x, int64_t y, const CeOptions&
   return ce_row_bfloat16(x, y, o, wy, wt, gs, buf, g);
 }
 
-// Validates the targets (ValueError naming the first bad one) and returns the mean's denominator
-// (sum of the class weights of the counted rows).
-double check_targets_and_denominator(const int64_t* tgt, int64_t N, const CeOptions& o) {
-  double denom = 0.0;
-  for (int64_t i = 0; i < N; ++i) {
-    const int64_t y = tgt[i];
-    if (y == o.ignore_index) continue;
-    TORCH_CHECK_VALUE(y >= 0 && y < o.num_classes, "target[", i, "] = ", y,
-                      " is out of range: expected 0 <= target < ", o.num_classes,
-                      " or target == ignore_index (", o.ignore_index, ")");
-    denom += o.class_weight ? o.class_weight[y] : 1.0;
-  }
-  return denom;
-}
-
 // Per-row losses into loss_ptr and, when grad != nullptr, d loss / d logits * grad_scale into the
 // rows of grad (row stride grad_stride). grad may be the logits themselves: each row is read whole
 // into a scratch buffer before its gradient is written.
@@ -187,13 +173,6 @@ void ce_rows(const scalar_t* x, int64_t row_stride, const int64_t* tgt, int64_t 
   });
 }
 
-float sum_of_weights(const CeOptions& o) {
-  if (!o.class_weight) return static_cast<float>(o.num_classes);
-  double acc = 0.0;
-  for (int64_t j = 0; j < o.num_classes; ++j) acc += o.class_weight[j];
-  return static_cast<float>(acc);
-}
-
 std::tuple<at::Tensor, at::Tensor> cb_cross_entropy_cpu(
     const at::Tensor& logits_in, const at::Tensor& target_in,
     const std::optional<at::Tensor>& class_weight, const std::optional<at::Tensor>& margins,
@@ -206,22 +185,21 @@ std::tuple<at::Tensor, at::Tensor> cb_cross_entropy_cpu(
   const CeOptions o = make_ce_options(logits, class_weight, margins, logit_bias, scale, focal_gamma,
                                       label_smoothing, ignore_index);
   const int64_t* tgt = target.data_ptr<int64_t>();
-  const double denom = check_targets_and_denominator(tgt, N, o);
-  const float w_total = sum_of_weights(o);
-  const float grad_scale = reduction == kMean ? static_cast<float>(1.0 / denom) : 1.f;
+  // Validates the targets; the gradient scale, W and the mean's denominator (csrc/cpu/ce_loss_aux.cpp).
+  const CeLossAux aux = ce_loss_aux_host(tgt, N, o.class_weight, C, ignore_index, reduction);
 
   at::Tensor loss_rows = at::empty({N}, logits.options().dtype(at::kFloat));
   at::Tensor grad = compute_grad ? at::empty({N, C}, logits.options()) : at::empty({0}, logits.options());
   float* loss_ptr = loss_rows.data_ptr<float>();
   PYCMLT_DISPATCH_FLOAT_TYPES(logits.scalar_type(), "cb_cross_entropy_cpu", [&] {
-    ce_rows<scalar_t>(logits.data_ptr<scalar_t>(), logits.stride(0), tgt, N, o, w_total, grad_scale, loss_ptr,
-                      compute_grad ? grad.data_ptr<scalar_t>() : nullptr, C);
+    ce_rows<scalar_t>(logits.data_ptr<scalar_t>(), logits.stride(0), tgt, N, o, aux.w_total, aux.grad_scale,
+                      loss_ptr, compute_grad ? grad.data_ptr<scalar_t>() : nullptr, C);
   });
 
   if (reduction == kNone) return {loss_rows, grad};
   double total = 0.0;
   for (int64_t i = 0; i < N; ++i) total += loss_ptr[i];
-  const double value = reduction == kMean ? total / denom : total;
+  const double value = reduction == kMean ? total / aux.denom : total;
   return {at::scalar_tensor(value, logits.options().dtype(at::kFloat)), grad};
 }
 
@@ -238,7 +216,7 @@ at::Tensor cb_cross_entropy_grad_inplace_cpu(
   const CeOptions o = make_ce_options(logits, class_weight, margins, logit_bias, scale, focal_gamma,
                                       label_smoothing, ignore_index);
   const int64_t* tgt = target.data_ptr<int64_t>();
-  check_targets_and_denominator(tgt, N, o);
+  ce_loss_aux_host(tgt, N, o.class_weight, o.num_classes, ignore_index, kNone);  // validates the targets
   const at::Tensor aux_c = aux.contiguous();
   const float grad_scale = aux_c.data_ptr<float>()[0];
   const float w_total = aux_c.data_ptr<float>()[1];

@@ -1,5 +1,6 @@
 // Torch glue of the CUDA class-balanced cross-entropy: checks, device-side reduction bookkeeping
-// (no host synchronisation), and the launch of the torch-free kernel in cb_cross_entropy_kernel.cu.
+// (ce_loss_aux_cuda: no host synchronisation), and the launch of the torch-free kernel in
+// cb_cross_entropy_kernel.cu.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -7,32 +8,12 @@
 
 #include "common/ce_glue.h"
 #include "cuda/cb_cross_entropy_kernel.h"
+#include "cuda/ce_loss_aux.h"
 #include "cuda/cuda_check.h"
 #include "cuda/torch_dtype.h"
 
 namespace pycmlt {
 namespace {
-
-// [gradient scale, sum of class weights] and the mean's denominator, on the device (no .item()).
-std::tuple<at::Tensor, at::Tensor> device_aux(const at::Tensor& logits, const at::Tensor& target,
-                                              const std::optional<at::Tensor>& class_weight, int64_t ignore_index,
-                                              int64_t reduction) {
-  const int64_t C = logits.size(1);
-  const at::Tensor counted = target.ne(ignore_index);
-  const at::Tensor in_range = counted.logical_and(target.ge(0)).logical_and(target.lt(C));
-  const at::Tensor safe = at::where(in_range, target, at::zeros_like(target));
-  at::Tensor w_y, w_total;
-  if (class_weight.has_value()) {
-    w_y = at::where(counted, class_weight->index_select(0, safe), at::zeros({}, class_weight->options()));
-    w_total = class_weight->sum();
-  } else {
-    w_y = counted.to(at::kFloat);
-    w_total = at::full({}, static_cast<double>(C), logits.options().dtype(at::kFloat));
-  }
-  const at::Tensor denom = w_y.sum();
-  const at::Tensor grad_scale = reduction == kMean ? denom.reciprocal() : at::ones_like(denom);
-  return {at::stack({grad_scale.to(at::kFloat), w_total.to(at::kFloat)}).contiguous(), denom};
-}
 
 // Launches the row kernel on `logits` (unit column stride): per-row losses into a new [N] tensor and,
 // when `grad` is defined, aux[0] * d loss / d logits into it (which may be `logits` itself).
@@ -66,7 +47,7 @@ std::tuple<at::Tensor, at::Tensor> cb_cross_entropy_cuda(
   const at::Tensor target = target_in.to(at::kLong).contiguous();
   const CeOptions opt = make_ce_options(logits, class_weight, margins, logit_bias, scale, focal_gamma,
                                         label_smoothing, ignore_index);
-  const auto [aux, denom] = device_aux(logits, target, class_weight, ignore_index, reduction);
+  const auto [aux, denom] = ce_loss_aux_cuda(target, class_weight, logits.size(1), ignore_index, reduction);
   const at::Tensor grad = compute_grad ? at::empty(logits.sizes(), logits.options()) : at::empty({0}, logits.options());
   const at::Tensor loss_rows = launch_rows(logits, target, opt, aux, compute_grad ? &grad : nullptr,
                                            "cb_cross_entropy");

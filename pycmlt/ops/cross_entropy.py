@@ -317,8 +317,24 @@ def _fake_inplace(logits, target, class_weight, margins, logit_bias, aux, scale,
 
 
 def loss_aux(target, class_weight, num_classes, ignore_index, reduction):
-    """[gradient scale, sum of class weights] (fp32, on the target's device, no host sync) and the
-    mean's denominator (sum of the class weights of the counted rows) of a whole batch."""
+    """(aux, denom) of a whole batch: pycmlt::ce_loss_aux where the extension has a kernel for the
+    target's device, else ce_loss_aux_reference. class_weight: contiguous fp32 [C] or None."""
+    if _native_aux(target.device):
+        return torch.ops.pycmlt.ce_loss_aux(target, class_weight, num_classes, ignore_index, reduction)
+    return ce_loss_aux_reference(target, class_weight, num_classes, ignore_index, reduction)
+
+
+def _native_aux(device: torch.device) -> bool:
+    if not _extension.native_available():
+        return False
+    return device.type == "cpu" or (device.type == "cuda" and _extension.CUDA_KERNELS_COMPILED)
+
+
+def ce_loss_aux_reference(target, class_weight, num_classes, ignore_index, reduction):
+    """Torch reference of pycmlt::ce_loss_aux (docs/ops/cross_entropy.md, "The auxiliary"):
+    aux = [gradient scale (1 / denom for mean, else 1), sum of the class weights (C without)] fp32 [2]
+    and denom = sum of the class weights of the counted rows, on the target's device, no host sync.
+    Unlike the op's CPU kernel it does not validate the targets (an out-of-range one counts class 0)."""
     counted = target != ignore_index
     safe = torch.where(counted & (target >= 0) & (target < num_classes), target, 0)
     if class_weight is not None:
@@ -330,6 +346,10 @@ def loss_aux(target, class_weight, num_classes, ignore_index, reduction):
     denom = w_y.sum()
     grad_scale = 1.0 / denom if reduction == 1 else torch.ones((), device=target.device)
     return torch.stack([grad_scale.to(torch.float32), w_total.to(torch.float32)]), denom
+
+
+def _fake_loss_aux(target, class_weight, num_classes, ignore_index, reduction):
+    return target.new_empty((2,), dtype=torch.float32), target.new_empty((), dtype=torch.float32)
 
 
 def _op_reference(logits, target, class_weight, margins, logit_bias, scale, focal_gamma, label_smoothing,
@@ -349,3 +369,4 @@ torch.library.register_fake("pycmlt::cb_cross_entropy_grad_inplace_triton")(_fak
 if _extension.native_available():
     register_native_fused_loss("pycmlt::cb_cross_entropy", _fake, _op_reference)
     torch.library.register_fake("pycmlt::cb_cross_entropy_grad_inplace")(_fake_inplace)
+    torch.library.register_fake("pycmlt::ce_loss_aux")(_fake_loss_aux)
