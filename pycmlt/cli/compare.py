@@ -9,7 +9,7 @@ from pycmlt.cli.config_args import add_config_arguments, config_from_args
 def add_parser(sub, name):
     p = sub.add_parser(name, help="train several methods with the same seeds and print one table "
                                   "(mean ± std); cmltnet variants: cmltnet:no-align, cmltnet:no-infer, cmltnet:no-fuse "
-                                  "cmltnet:no-semantic (ablations), cmltnet:minilm (MiniLM-initialised word table), "
+                                  "cmltnet:no-semantic (ablations), cmltnet:minilm (MiniLM-initialised word table), cmltnet:text-anchors (text-anchor head), "
                                   "cmltnet:ldam-drw (LDAM-DRW classification loss)")
     p.add_argument("--methods", nargs="+", required=True, metavar="METHOD")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="model seeds (default 0)")

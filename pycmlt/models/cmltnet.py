@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pycmlt.models.anchor_head import TextAnchorHead
 from pycmlt.models.backbones import build_backbone
 from pycmlt.models.heads import Fusion, build_classifier
 from pycmlt.models.text_encoder import WordEncoder
@@ -36,6 +37,8 @@ class CMLTNetConfig:
     semantic_head: bool = False  # add cosine logits between s and class prototypes in the word space
     semantic_scale: float | None = None  # initial scale of those logits (learned); default: the
                                  # classifier's own scale (cosine_scale for a cosine classifier, else 10)
+    text_anchors: bool = False   # add cosine logits between projected h_v and frozen class-text anchors
+    anchor_dim: int = 384        # width of the text space the anchors live in (MiniLM: 384)
 
     def __post_init__(self):
         if self.num_classes < 1:
@@ -44,6 +47,8 @@ class CMLTNetConfig:
             raise ValueError("use_align / use_infer need a vocabulary (vocab_size >= 1)")
         if self.use_fuse and not self.use_infer:
             raise ValueError("use_fuse needs use_infer: fusion consumes the inferred semantic vector s")
+        if self.text_anchors and self.anchor_dim < 1:
+            raise ValueError(f"anchor_dim must be >= 1 with text_anchors, got {self.anchor_dim}")
         if self.semantic_head and not self.use_infer:
             raise ValueError("semantic_head needs use_infer: it scores the inferred semantic vector s")
         if self.semantic_scale is None:
@@ -81,9 +86,11 @@ def class_word_profile(word_lists, labels, num_classes: int, vocab_size: int) ->
 
 class CMLTNet(nn.Module):
     def __init__(self, config: CMLTNetConfig, *, word_vectors: torch.Tensor | None = None,
-                 class_words: torch.Tensor | None = None):
+                 class_words: torch.Tensor | None = None, class_anchors: torch.Tensor | None = None):
         """word_vectors: optional initial word table [|V|, e]; class_words: [C, |V|] class word
-        profiles (class_word_profile), required with semantic_head."""
+        profiles (class_word_profile), used by semantic_head; class_anchors: [C, anchor_dim] class-text
+        embeddings (pycmlt.training.class_anchors), used by text_anchors. Both default to zeros that
+        load_state_dict fills when a saved model is loaded."""
         super().__init__()
         self.config = config
         self.visual = build_backbone(config.backbone, weights=config.backbone_weights)
@@ -109,6 +116,14 @@ class CMLTNet(nn.Module):
                                  f"got {tuple(class_words.shape)}")
             self.register_buffer("class_words", class_words.float())
             self.semantic_log_scale = nn.Parameter(torch.tensor(math.log(config.semantic_scale)))
+        self.anchor_head = None
+        if config.text_anchors:
+            if class_anchors is None:
+                class_anchors = torch.zeros(config.num_classes, config.anchor_dim)  # filled by load_state_dict
+            if class_anchors.shape != (config.num_classes, config.anchor_dim):
+                raise ValueError(f"class_anchors must have shape [{config.num_classes}, {config.anchor_dim}], "
+                                 f"got {tuple(class_anchors.shape)}")
+            self.anchor_head = TextAnchorHead(fv, class_anchors, config.semantic_scale)
 
     @property
     def word_table(self) -> torch.Tensor:
@@ -135,6 +150,8 @@ class CMLTNet(nn.Module):
             # still has a word profile, and phi (trained on every class's images) maps into that space.
             semantic = F.normalize(s, dim=1) @ F.normalize(self.class_prototypes(), dim=1).t()
             logits = logits + self.semantic_log_scale.exp() * semantic
+        if self.anchor_head is not None:
+            logits = logits + self.anchor_head(h_v)
         return logits, features
 
     def forward(self, images: torch.Tensor, word_ids: torch.Tensor | None = None,

@@ -28,13 +28,15 @@ from pycmlt.training.recipes import METHODS, RECIPES
 
 ABLATIONS = {"no-align": {"use_align": False}, "no-infer": {"use_infer": False, "use_fuse": False},
              "no-fuse": {"use_fuse": False}, "no-semantic": {"semantic_head": False},
-             "minilm": {"word_vectors": "minilm"}, "ldam-drw": {"cls_loss": "ldam-drw"}}
+             "minilm": {"word_vectors": "minilm"}, "ldam-drw": {"cls_loss": "ldam-drw"},
+             "text-anchors": {"text_anchors": True}}
 
 
 def parse_variant(name: str) -> tuple[str, dict]:
     """'cmltnet:no-align' -> ('cmltnet', {'use_align': False}); plain method names map to themselves.
     Variants of cmltnet: no-align, no-infer, no-fuse, no-semantic (ablations), minilm (word table
-    initialised from MiniLM vectors), ldam-drw (LDAM-DRW classification loss, cosine classifier)."""
+    initialised from MiniLM vectors), ldam-drw (LDAM-DRW classification loss, cosine classifier),
+    text-anchors (the text-anchor head: frozen MiniLM class-text anchors scored against h_v)."""
     method, _, ablation = name.partition(":")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} in {name!r}; methods: {METHODS}")

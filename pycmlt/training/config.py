@@ -57,6 +57,7 @@ class TrainConfig:
     word_vectors: str = "none"            # "none" | "minilm" (pretrained initialisation of the word table)
     fusion: str = "concat"
     semantic_head: bool = True            # also score s against class prototypes in the word space
+    text_anchors: bool = False            # also score projected h_v against frozen MiniLM class-text anchors
     text_pooling: str = "mean"
     # model and optimisation
     backbone: str = "resnet32"
@@ -203,6 +204,8 @@ RULES: dict[str, Rule] = {
     "word_vectors": _choice("initialisation of the word table", ("none", "minilm")),
     "fusion": _choice("how the semantic vector is fused", ("concat", "gated")),
     "semantic_head": Rule("also score the semantic vector against class prototypes in the word space", bool),
+    "text_anchors": Rule("also score the image features against frozen class-text anchors (MiniLM embeddings of "
+                         "each class's name and top training words; needs the text extra)", bool),
     "text_pooling": _choice("pooling of an example's words", ("mean", "attention")),
     "backbone": Rule("resnet20/32/44/56/110, torchvision:<name> or timm:<name>"),
     "backbone_weights": Rule("local weights file of the backbone", optional=True),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from pycmlt.models import CMLTNet, CMLTNetConfig, class_word_profile
+from pycmlt.training.class_anchors import class_anchor_vectors
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.recipes import RECIPES, cosine_scale, default_classifier
 
@@ -17,7 +18,8 @@ def model_config(config: TrainConfig, num_classes: int, vocab_size: int) -> CMLT
         num_classes=num_classes, vocab_size=vocab_size if words else 0, backbone=config.backbone,
         backbone_weights=config.backbone_weights, word_dim=config.word_dim, text_pooling=config.text_pooling,
         use_align=words and config.use_align, use_infer=use_infer, use_fuse=use_infer and config.use_fuse,
-        fusion=config.fusion, classifier=default_classifier(config), semantic_head=use_infer and config.semantic_head)
+        fusion=config.fusion, classifier=default_classifier(config), semantic_head=use_infer and config.semantic_head,
+        text_anchors=words and config.text_anchors)
 
 
 def initial_word_vectors(config: TrainConfig, vocab: list[str]) -> torch.Tensor | None:
@@ -37,7 +39,9 @@ def build_model(config: TrainConfig, train_set, device: torch.device) -> CMLTNet
     torch.manual_seed(config.seed)
     class_words = (class_word_profile(train_set.word_id_lists(), train_set.targets, mcfg.num_classes, len(vocab))
                    if mcfg.semantic_head else None)
-    model = CMLTNet(mcfg, word_vectors=initial_word_vectors(config, vocab), class_words=class_words).to(device)
+    class_anchors = class_anchor_vectors(train_set) if mcfg.text_anchors else None
+    model = CMLTNet(mcfg, word_vectors=initial_word_vectors(config, vocab), class_words=class_words,
+                    class_anchors=class_anchors).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model

@@ -20,7 +20,7 @@ FREE_ON_RESUME = frozenset({"out_dir", "device", "num_workers", "progress", "ten
 # Never allowed: the checkpoint holds a model (or data statistics) of another shape.
 FIXED_ON_RESUME = frozenset({"dataset", "data_root", "data_options", "data_seed", "image_size", "method",
                              "cls_loss", "backbone", "word_dim", "word_vectors", "use_align", "use_infer", "use_fuse",
-                             "fusion", "semantic_head", "text_pooling", "classifier", "stage1",
+                             "fusion", "semantic_head", "text_anchors", "text_pooling", "classifier", "stage1",
                              "learn_cosine_scale"})
 
 
