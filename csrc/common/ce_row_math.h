@@ -28,7 +28,16 @@ struct CeRowCoefs {
   float b_class;
 };
 
+// The libm functions of ce_row_coefs (CUDA and the CPU rows with many classes; M::pow_nonneg is x^y, x >= 0).
+struct CeLibmMath {
+  static PYCMLT_HD float exp(float x) { return expf(x); }
+  static PYCMLT_HD float expm1(float x) { return expm1f(x); }
+  static PYCMLT_HD float pow_nonneg(float x, float y) { return powf(x, y); }
+};
+
 // nll = lse - z_y; sum_wz = sum_j w_j z_j (only needed with label smoothing); w_total = sum_j w_j.
+// M: exp, expm1 and pow_nonneg (CeLibmMath, or the vectorisable CpuMath of csrc/cpu/vec_math.h).
+template <class M = CeLibmMath>
 PYCMLT_HD CeRowCoefs ce_row_coefs(float nll, float lse, float sum_wz, float w_y, float w_total,
                                   const CeOptions& o) {
   CeRowCoefs r;
@@ -37,10 +46,11 @@ PYCMLT_HD CeRowCoefs ce_row_coefs(float nll, float lse, float sum_wz, float w_y,
     // l = w_y (1 - p)^g (-log p); dl/dz_j = w_y F (p_j - [j == y]),
     // F = (1 - p)^g - g p (1 - p)^(g - 1) log p, with 1 - p computed as -expm1(-nll).
     const float g = o.focal_gamma;
-    const float p = expf(-nll);
-    const float q = fmaxf(-expm1f(-nll), 0.f);
-    const float qg = powf(q, g);
-    const float f = q > 0.f ? qg + g * p * powf(q, g - 1.f) * nll : 0.f;
+    const float p = M::exp(-nll);
+    const float q0 = -M::expm1(-nll);
+    const float q = q0 > 0.f ? q0 : 0.f;  // fmaxf(q0, 0) as a select (NaN -> 0), which vectorises
+    const float qg = M::pow_nonneg(q, g);
+    const float f = q > 0.f ? qg + g * p * M::pow_nonneg(q, g - 1.f) * nll : 0.f;
     r.loss = w_y * qg * nll;
     r.a = w_y * f;
     r.b_target = w_y * f;

@@ -36,6 +36,19 @@ PYCMLT_ALWAYS_INLINE float fast_expf(float x) {
   return x < -87.3f ? 0.0f : (x > 88.72f ? std::numeric_limits<float>::infinity() : y);
 }
 
+// expm1 with a few ulp error: for |x| < log(2) / 2 (where fast_expf's reduction is exact, n = 0, r = x)
+// its polynomial without the leading 1, so that small results keep their digits; exp(x) - 1 elsewhere.
+PYCMLT_ALWAYS_INLINE float fast_expm1f(float x) {
+  float p = 1.9875691500e-4f;
+  p = p * x + 1.3981999507e-3f;
+  p = p * x + 8.3334519073e-3f;
+  p = p * x + 4.1665795894e-2f;
+  p = p * x + 1.6666665459e-1f;
+  p = p * x + 5.0000001201e-1f;
+  const float small = p * x * x + x;
+  return std::fabs(x) < 0.34657359f ? small : fast_expf(x) - 1.0f;
+}
+
 // log(1 + r) + e * log(2) for r in [sqrt(1/2) - 1, sqrt(2) - 1] (Cephes logf polynomial, log(2)
 // split into a coarse and a fine part): the shared core of fast_logf and fast_log_1_2.
 PYCMLT_ALWAYS_INLINE float log_reduced(float r, float e) {
@@ -95,10 +108,16 @@ PYCMLT_ALWAYS_INLINE float fast_log1p_unit(float e, float inv_u) {
   return fast_log_1_2(u) + (e - (u - 1.0f)) * inv_u;
 }
 
+// x^y for x >= 0 as exp(y log x), branch-free (~1e-6 relative error for |y log x| < 10); x = 0 gives 0 for
+// y > 0 and +inf for y < 0, but NaN for y = 0 (callers select that case away).
+PYCMLT_ALWAYS_INLINE float fast_pow_nonneg(float x, float y) { return fast_expf(y * fast_logf(x)); }
+
 // Math policy of the shared element functions in csrc/common (CPU: the vectorisable versions above).
 struct CpuMath {
   static PYCMLT_ALWAYS_INLINE float exp(float x) { return fast_expf(x); }
+  static PYCMLT_ALWAYS_INLINE float expm1(float x) { return fast_expm1f(x); }
   static PYCMLT_ALWAYS_INLINE float log(float x) { return fast_logf(x); }
+  static PYCMLT_ALWAYS_INLINE float pow_nonneg(float x, float y) { return fast_pow_nonneg(x, y); }
   static PYCMLT_ALWAYS_INLINE float log1p_unit(float e, float inv_1pe) { return fast_log1p_unit(e, inv_1pe); }
 };
 
