@@ -17,8 +17,8 @@ def add_parser(sub, name):
     p.add_argument("--data-seeds", nargs="+", type=int, default=[0, 1, 2], metavar="SEED",
                    help="dataset split seeds (default 0 1 2); tuning uses --data-seed's split")
     p.add_argument("--criterion", choices=("few", "top1"), default="few",
-                   help="val metric that picks each method's grid point and the reference baseline "
-                        "(default few, ties broken by the other)")
+                   help="val metric that picks each method's grid point (ties: the first point) and the "
+                        "reference baseline (ties broken by the other metric); default few")
     p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="bootstrap replicates (default 2000)")
     add_config_arguments(p)
     p.set_defaults(run=run)

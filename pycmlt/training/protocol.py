@@ -2,8 +2,9 @@
 val, then all are compared over several data splits and seeds against the strongest baseline.
 
 1. Tune: each method trains its own grid (`tune.tune`, select_on="val", the test split is never
-   built) on the data split `base.data_seed`. Every grid must have the same number of points (the
-   same budget); a method's grid may tune whichever keys matter to it.
+   built) on the data split `base.data_seed`, keeping the point with the best val `criterion` (a tie
+   keeps the first point). Every grid must have the same number of points (the same budget); a
+   method's grid may tune whichever keys matter to it.
 2. Reference: the baseline (a method that does not use words) with the best val score at its tuned
    point — val few-shot accuracy first, then val top-1 (criterion "few"), or the reverse ("top1").
    Chosen on val, so the test split still decides nothing.
@@ -60,9 +61,14 @@ def _points(grid: dict[str, list]) -> int:
     return n
 
 
+def _score_order(criterion: str) -> tuple[str, str]:
+    """The val metrics that rank tuned points, most important first."""
+    return ("few", "top1") if criterion == "few" else ("top1", "few")
+
+
 def choose_reference(tuned: dict[str, dict], criterion: str) -> str:
     """The baseline with the best val score at its tuned point (see the module docstring)."""
-    order = ("few", "top1") if criterion == "few" else ("top1", "few")
+    order = _score_order(criterion)
 
     def score(method):
         val = tuned[method]["val"]
@@ -94,12 +100,13 @@ def run_protocol(base: TrainConfig, methods: list[str], grids: dict[str, dict[st
                          "source": str(out_dir / "tune" / method / "tune.json"), "criterion": criterion,
                          "points": len(summary["points"])}
     reference = choose_reference(tuned, criterion)
+    order = _score_order(criterion)
     summary = compare(base, methods, seeds, out_dir / "compare", data_seeds=data_seeds, reference=reference,
                       n_boot=n_boot, tuned=tuned)
     command = " ".join(shlex.quote(a) for a in ["pycmlt", *sys.argv[1:]]) if sys.argv else ""
     record = {"dataset": base.dataset, "methods": methods, "criterion": criterion, "grids": grids,
               "tuning_split": base.data_seed, "tuned": tuned, "reference": reference,
-              "reference_rule": f"the baseline with the best val {' then '.join(('few', 'top1') if criterion == 'few' else ('top1', 'few'))} at its tuned point",
+              "reference_rule": f"the baseline with the best val {' then '.join(order)} at its tuned point",
               "data_seeds": data_seeds, "seeds": seeds, "command": command,
               "mean": summary["mean"], "std": summary["std"], "paired": summary.get("paired")}
     atomic_write_json(out_dir / "protocol.json", record)
