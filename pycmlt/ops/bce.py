@@ -145,6 +145,20 @@ def check_targets(target, logits) -> torch.Tensor:
     return target
 
 
+def broadcasts_to(value_shape: tuple, shape: tuple) -> bool:
+    """Whether torch.broadcast_shapes(value_shape, shape) == shape. Plain integer sizes are compared here:
+    torch.broadcast_shapes costs ~15 us a call on the CPU (its symbolic-shape checks), once per weight
+    on every eager call of a small loss. Symbolic sizes (tracing) keep torch's rules and guards."""
+    if not all(type(s) is int for s in value_shape + shape):
+        try:
+            return torch.broadcast_shapes(value_shape, shape) == shape
+        except RuntimeError:
+            return False
+    if len(value_shape) > len(shape):
+        return False
+    return all(v == 1 or v == s for v, s in zip(reversed(value_shape), reversed(shape)))
+
+
 def broadcast_weight_2d(name, value, shape, device) -> torch.Tensor | None:
     """`value` (broadcastable to the logits' shape [..., C]) as the fp32 [1 or N, 1 or C] contiguous
     tensor the kernels read, N = prod(shape[:-1]). A weight that broadcasts over the leading
@@ -155,11 +169,7 @@ def broadcast_weight_2d(name, value, shape, device) -> torch.Tensor | None:
     if value.device != device:
         raise ValueError(f"{name} is on {value.device} but the logits are on {device}; move them to the same device")
     shape = tuple(shape)
-    try:
-        broadcast = torch.broadcast_shapes(tuple(value.shape), shape)
-    except RuntimeError:
-        broadcast = None
-    if broadcast != shape:
+    if not broadcasts_to(tuple(value.shape), shape):
         raise ValueError(f"{name} of shape {list(value.shape)} does not broadcast to the logits' shape "
                          f"{list(shape)} (it must broadcast to it, as in F.binary_cross_entropy_with_logits)")
     value = value.detach().to(torch.float32)
