@@ -8,6 +8,7 @@ not depend on the number of threads."""
 import pytest
 import torch
 import torch.nn.functional as F
+from grad_helpers import loss_and_grad
 from tolerances import FP32, assert_no_worse_than_torch
 
 from pycmlt.ops import available_backends, bce_reference
@@ -53,14 +54,6 @@ def weights(option, n, c, seed=1):
     if "focal_gamma" in option:
         out["focal_gamma"] = option["focal_gamma"]
     return out
-
-
-def loss_and_grad(fn, x, seed=3):
-    x = x.detach().clone().requires_grad_(True)
-    loss = fn(x)
-    up = torch.rand(loss.shape, generator=torch.Generator().manual_seed(seed)).to(loss) if loss.dim() else None
-    (grad,) = torch.autograd.grad(loss, x, up)
-    return loss.detach(), grad
 
 
 def reference(x, t, reduction, kw):

@@ -6,6 +6,7 @@ with 1 - p -> 0, fp16/bf16, strided rows, the in-place op, and the NaN/inf seman
 import pytest
 import torch
 import torch.nn.functional as F
+from grad_helpers import loss_and_grad
 from tolerances import assert_no_worse_than_torch
 
 import pycmlt
@@ -35,14 +36,6 @@ def inputs(n, c, dtype=torch.float32, seed=0):
     t[[i for i in IGNORED if i < n]] = -100
     counts = (1000 * torch.rand(c, generator=g).pow(3) + 1).floor()
     return x, t, counts
-
-
-def loss_and_grad(fn, x, seed=3):
-    x = x.detach().clone().requires_grad_(True)
-    loss = fn(x)
-    up = torch.rand(loss.shape, generator=torch.Generator().manual_seed(seed)).to(loss) if loss.dim() else None
-    (grad,) = torch.autograd.grad(loss, x, up)
-    return loss.detach(), grad
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean"])

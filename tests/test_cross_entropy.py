@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import all_backend_params, fast_backend_params
+from grad_helpers import loss_and_grad
 from tolerances import FP32, assert_no_worse_than_torch
 
 import pycmlt
@@ -24,15 +25,6 @@ def make_inputs(n, c, device, dtype=torch.float32, ignore=True, seed=0):
 def counts_for(c, seed=0):
     g = torch.Generator().manual_seed(seed + 1)
     return (1000 * torch.rand(c, generator=g).pow(3) + 1).floor()
-
-
-def loss_and_grad(fn, x, grad_seed=3):
-    x = x.detach().clone().requires_grad_(True)
-    loss = fn(x)
-    g = torch.Generator().manual_seed(grad_seed)
-    upstream = torch.rand(loss.shape, generator=g).to(loss) if loss.dim() else torch.tensor(1.7).to(loss)
-    (grad,) = torch.autograd.grad(loss, x, upstream)
-    return loss.detach(), grad
 
 
 # ---------------------------------------------------------------------------- drop-in for F.cross_entropy

@@ -15,6 +15,18 @@
 
 namespace pycmlt {
 
+// exp(r) - 1 for |r| <= log(2) / 2 (Cephes expf polynomial without its leading 1): the shared core of
+// fast_expf (after range reduction) and fast_expm1f (small arguments keep their digits).
+PYCMLT_ALWAYS_INLINE float expm1_reduced(float r) {
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  return p * r * r + r;
+}
+
 // expf with ~1 ulp error (Cephes polynomial); exp(x) = 0 below -87.3, +inf above 88.7, NaN -> NaN.
 PYCMLT_ALWAYS_INLINE float fast_expf(float x) {
   float xc = x > 88.0f ? 88.0f : x;
@@ -22,13 +34,7 @@ PYCMLT_ALWAYS_INLINE float fast_expf(float x) {
   const float n = std::nearbyint(xc * 1.44269504088896341f);
   float r = xc - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  const float p = expm1_reduced(r) + 1.0f;
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float two_n;
   std::memcpy(&two_n, &bits, sizeof(float));
@@ -39,13 +45,7 @@ PYCMLT_ALWAYS_INLINE float fast_expf(float x) {
 // expm1 with a few ulp error: for |x| < log(2) / 2 (where fast_expf's reduction is exact, n = 0, r = x)
 // its polynomial without the leading 1, so that small results keep their digits; exp(x) - 1 elsewhere.
 PYCMLT_ALWAYS_INLINE float fast_expm1f(float x) {
-  float p = 1.9875691500e-4f;
-  p = p * x + 1.3981999507e-3f;
-  p = p * x + 8.3334519073e-3f;
-  p = p * x + 4.1665795894e-2f;
-  p = p * x + 1.6666665459e-1f;
-  p = p * x + 5.0000001201e-1f;
-  const float small = p * x * x + x;
+  const float small = expm1_reduced(x);
   return std::fabs(x) < 0.34657359f ? small : fast_expf(x) - 1.0f;
 }
 

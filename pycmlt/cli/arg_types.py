@@ -21,3 +21,13 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _integer(text, 0)
+
+
+def add_run_grid_arguments(p: argparse.ArgumentParser, *, seeds: list[int], data_seeds: list[int] | None,
+                           data_seeds_help: str) -> None:
+    """--seeds, --data-seeds and --bootstrap: which (data split, seed) runs a comparison trains and how
+    many bootstrap replicates its paired intervals use (`pycmlt compare` and `pycmlt protocol`)."""
+    p.add_argument("--seeds", nargs="+", type=int, default=seeds,
+                   help=f"model seeds (default {' '.join(map(str, seeds))})")
+    p.add_argument("--data-seeds", nargs="+", type=int, default=data_seeds, metavar="SEED", help=data_seeds_help)
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="bootstrap replicates (default 2000)")

@@ -3,22 +3,21 @@ paired comparison of every method with a reference method."""
 from __future__ import annotations
 
 
+from pycmlt.cli.arg_types import add_run_grid_arguments
 from pycmlt.cli.config_args import add_config_arguments, config_from_args
 
 
 def add_parser(sub, name):
     p = sub.add_parser(name, help="train several methods with the same seeds and print one table "
                                   "(mean ± std); cmltnet variants: cmltnet:no-align, cmltnet:no-infer, cmltnet:no-fuse "
-                                  "cmltnet:no-semantic (ablations), cmltnet:minilm (MiniLM-initialised word table), cmltnet:text-anchors (text-anchor head), "
-                                  "cmltnet:ldam-drw (LDAM-DRW classification loss)")
+                                  "cmltnet:no-semantic (ablations), cmltnet:minilm (MiniLM-initialised word table), "
+                                  "cmltnet:text-anchors (text-anchor head), cmltnet:ldam-drw (LDAM-DRW classification loss)")
     p.add_argument("--methods", nargs="+", required=True, metavar="METHOD")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="model seeds (default 0)")
-    p.add_argument("--data-seeds", nargs="+", type=int, default=None, metavar="SEED",
-                   help="dataset split seeds: every (method, data seed, seed) is one run (default: --data-seed)")
+    add_run_grid_arguments(p, seeds=[0], data_seeds=None, data_seeds_help="dataset split seeds: every (method, "
+                           "data seed, seed) is one run (default: --data-seed)")
     p.add_argument("--reference", default=None, metavar="METHOD",
                    help="one of --methods: add a paired comparison of every other method with it (Δ top-1 and "
                         "Δ few with 95%% bootstrap intervals over distinct test items)")
-    p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="bootstrap replicates (default 2000)")
     p.add_argument("--tuned", nargs="+", default=[], metavar="METHOD=PATH",
                    help="give a method its hyper-parameters chosen on val: PATH is the `pycmlt tune` output (its "
                         "tune.json or folder); the best point's overrides apply on top of the other options")

@@ -3,6 +3,7 @@ budget, the strongest baseline (on val) as the reference, then every method over
 splits and seeds with paired bootstrap intervals (pycmlt/training/protocol.py)."""
 from __future__ import annotations
 
+from pycmlt.cli.arg_types import add_run_grid_arguments
 from pycmlt.cli.config_args import add_config_arguments, config_from_args
 
 
@@ -13,13 +14,11 @@ def add_parser(sub, name):
     p.add_argument("--grids", required=True, metavar="JSON",
                    help='file {"method": {"key": [v1, v2]}, ...}: each method\'s grid; all grids must have the '
                         "same number of points (e.g. benchmarks/protocol/emoji-lt.json)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="model seeds (default 0 1 2)")
-    p.add_argument("--data-seeds", nargs="+", type=int, default=[0, 1, 2], metavar="SEED",
-                   help="dataset split seeds (default 0 1 2); tuning uses --data-seed's split")
+    add_run_grid_arguments(p, seeds=[0, 1, 2], data_seeds=[0, 1, 2],
+                           data_seeds_help="dataset split seeds (default 0 1 2); tuning uses --data-seed's split")
     p.add_argument("--criterion", choices=("few", "top1"), default="few",
                    help="val metric that picks each method's grid point (ties: the first point) and the "
                         "reference baseline (ties broken by the other metric); default few")
-    p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="bootstrap replicates (default 2000)")
     add_config_arguments(p)
     p.set_defaults(run=run)
     return p

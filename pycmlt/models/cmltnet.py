@@ -84,6 +84,16 @@ def class_word_profile(word_lists, labels, num_classes: int, vocab_size: int) ->
     return profile / profile.sum(1, keepdim=True).clamp_min(1e-12)
 
 
+def _class_table(name: str, table: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor:
+    """A per-class table given to the model (fp32, checked against `shape`), or zeros when None: a saved
+    model is built that way and load_state_dict then fills the table."""
+    if table is None:
+        return torch.zeros(shape)
+    if tuple(table.shape) != shape:
+        raise ValueError(f"{name} must have shape [{shape[0]}, {shape[1]}], got {tuple(table.shape)}")
+    return table.float()
+
+
 class CMLTNet(nn.Module):
     def __init__(self, config: CMLTNetConfig, *, word_vectors: torch.Tensor | None = None,
                  class_words: torch.Tensor | None = None, class_anchors: torch.Tensor | None = None):
@@ -109,21 +119,13 @@ class CMLTNet(nn.Module):
         self.classifier = build_classifier(config.classifier, in_features, config.num_classes, config.cosine_scale,
                                            config.learn_cosine_scale)
         if config.semantic_head:
-            if class_words is None:
-                class_words = torch.zeros(config.num_classes, config.vocab_size)  # filled by load_state_dict
-            if class_words.shape != (config.num_classes, config.vocab_size):
-                raise ValueError(f"class_words must have shape [{config.num_classes}, {config.vocab_size}], "
-                                 f"got {tuple(class_words.shape)}")
-            self.register_buffer("class_words", class_words.float())
+            self.register_buffer("class_words", _class_table("class_words", class_words,
+                                                             (config.num_classes, config.vocab_size)))
             self.semantic_log_scale = nn.Parameter(torch.tensor(math.log(config.semantic_scale)))
         self.anchor_head = None
         if config.text_anchors:
-            if class_anchors is None:
-                class_anchors = torch.zeros(config.num_classes, config.anchor_dim)  # filled by load_state_dict
-            if class_anchors.shape != (config.num_classes, config.anchor_dim):
-                raise ValueError(f"class_anchors must have shape [{config.num_classes}, {config.anchor_dim}], "
-                                 f"got {tuple(class_anchors.shape)}")
-            self.anchor_head = TextAnchorHead(fv, class_anchors, config.semantic_scale)
+            anchors = _class_table("class_anchors", class_anchors, (config.num_classes, config.anchor_dim))
+            self.anchor_head = TextAnchorHead(fv, anchors, config.semantic_scale)
 
     @property
     def word_table(self) -> torch.Tensor:
