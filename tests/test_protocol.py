@@ -5,7 +5,8 @@ import pytest
 from test_compare_paired import compare_args
 
 from pycmlt.cli import main
-from pycmlt.training.protocol import choose_reference, load_grids
+from pycmlt.training import TrainConfig
+from pycmlt.training.protocol import choose_reference, load_grids, run_protocol
 
 
 def protocol_args(out, grids, *extra):
@@ -52,3 +53,21 @@ def test_the_reference_is_a_baseline_chosen_on_val():
     assert choose_reference(tuned, "top1") == "ce"
     with pytest.raises(ValueError, match="at least one baseline"):
         choose_reference({"cmltnet": tuned["cmltnet"]}, "few")
+
+
+def test_grid_values_are_read_as_json_and_checked_before_anything_trains(tmp_path):
+    grids = tmp_path / "grids.json"
+    options = {"num_classes": 4, "imbalance": 10.0}  # a dict value: its commas must not split it
+    grids.write_text(json.dumps({"ce": {"data_options": [options, {**options, "imbalance": 5.0}]},
+                                 "balanced-softmax": {"lr": ["fast", 0.1]}}))
+    loaded = load_grids(grids, ["ce", "balanced-softmax"])
+    assert loaded["ce"] == {"data_options": [options, {**options, "imbalance": 5.0}]}
+    base = TrainConfig(dataset="synthetic", out_dir=str(tmp_path / "p"))
+    with pytest.raises(TypeError, match="lr must be a number"):
+        run_protocol(base, ["ce", "balanced-softmax"], loaded, tmp_path / "p", seeds=[0], data_seeds=[0])
+    assert not (tmp_path / "p").exists()
+    grids.write_text(json.dumps({"ce": {"lr": [0.1, 0.1]}, "balanced-softmax": {"out_dir": ["a", "b"]}}))
+    with pytest.raises(ValueError, match="repeated value"):
+        load_grids(grids, ["ce"])
+    with pytest.raises(ValueError, match="not a tunable TrainConfig key"):
+        load_grids(grids, ["balanced-softmax"])

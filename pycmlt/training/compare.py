@@ -9,8 +9,6 @@ trains with its own hyper-parameters chosen on val; compare.json["tuned"] and co
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +19,12 @@ from pycmlt.evaluation.plots import plot_per_class_accuracy
 from pycmlt.evaluation.predictions import PREDICTIONS, load_predictions
 from pycmlt.atomic_write import atomic_write_json, atomic_write_text
 from pycmlt.training.checkpoint import CHECKPOINT
+from pycmlt.training.command_line import invoking_command
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.loop import train
 from pycmlt.training.metrics_report import COLUMNS, ML_COLUMNS, format_metrics_table
 from pycmlt.training.recipes import METHODS, RECIPES
+from pycmlt.training.tune import tuned_point
 
 ABLATIONS = {"no-align": {"use_align": False}, "no-infer": {"use_infer": False, "use_fuse": False},
              "no-fuse": {"use_fuse": False}, "no-semantic": {"semantic_head": False},
@@ -71,9 +71,7 @@ def load_tuned(items: list[str], dataset: str) -> dict[str, dict]:
                              f"not {method!r} on {dataset!r}")
         if variant in tuned:
             raise ValueError(f"--tuned {variant} is given twice")
-        tuned[variant] = {"overrides": dict(summary["best"]["overrides"]), "source": str(file),
-                          "val": summary["best"]["val"], "criterion": summary.get("criterion"),
-                          "points": len(summary.get("points", []))}
+        tuned[variant] = tuned_point(summary, file)
     return tuned
 
 
@@ -194,7 +192,7 @@ def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], 
         if first.get("kind") == "single-label":
             stacked = np.array([[np.nan if v is None else v for v in r["per_class"]] for r in results], dtype=float)
             per_class[variant] = [None if np.isnan(v) else float(v) for v in np.nanmean(stacked, axis=0)]
-    command = " ".join(shlex.quote(a) for a in ["pycmlt", *sys.argv[1:]]) if sys.argv else ""
+    command = invoking_command()
     table = format_metrics_table(means, stds)
     data_seeds = data_seeds or [base.data_seed]
     summary = {"dataset": base.dataset, "seeds": seeds, "data_seeds": data_seeds, "command": command,

@@ -18,15 +18,14 @@ and killed ones resumed, so a protocol can be extended with more seeds later."""
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
 from pycmlt.atomic_write import atomic_write_json
 from pycmlt.training.compare import compare, parse_variant
+from pycmlt.training.command_line import invoking_command
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.recipes import RECIPES
-from pycmlt.training.tune import CRITERIA, parse_grid, tune
+from pycmlt.training.tune import CRITERIA, check_distinct, grid_points, tunable_key, tune, tuned_point
 
 
 def load_grids(path: str | Path, methods: list[str]) -> dict[str, dict[str, list]]:
@@ -44,9 +43,15 @@ def load_grids(path: str | Path, methods: list[str]) -> dict[str, dict[str, list
         raise ValueError(f"--grids {path}: no grid for {missing}")
     grids = {}
     for method in methods:
-        items = [f"{k}={','.join(json.dumps(v) if isinstance(v, (dict, list)) else str(v) for v in values)}"
-                 for k, values in raw[method].items()]
-        grids[method] = parse_grid(items)
+        if not isinstance(raw[method], dict) or not raw[method]:
+            raise ValueError(f"--grids {path}: {method}'s grid must be a non-empty object {{key: [values]}}")
+        grids[method] = {}
+        for key, values in raw[method].items():
+            where = f"--grids {path}: {method} {key}"
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"{where}: expected a non-empty list of values, got {values!r}")
+            check_distinct(values, where, json.dumps(values))
+            grids[method][tunable_key(key, where)] = values  # types are checked when the configs are built
     sizes = {m: _points(g) for m, g in grids.items()}
     if len(set(sizes.values())) > 1:
         raise ValueError(f"--grids {path}: every method must get the same tuning budget, but the grids have "
@@ -55,10 +60,7 @@ def load_grids(path: str | Path, methods: list[str]) -> dict[str, dict[str, list
 
 
 def _points(grid: dict[str, list]) -> int:
-    n = 1
-    for values in grid.values():
-        n *= len(values)
-    return n
+    return len(grid_points(grid))
 
 
 def _score_order(criterion: str) -> tuple[str, str]:
@@ -93,17 +95,18 @@ def run_protocol(base: TrainConfig, methods: list[str], grids: dict[str, dict[st
         raise ValueError(f"give at least two distinct methods, got {methods}")
     out_dir = Path(out_dir)
     base = base.replace(select_on="val")  # every compared run also picks its epoch on val
+    for method in methods:  # every grid point's config is built (so checked) before anything trains
+        for point in grid_points(grids[method]):
+            base.replace(method=method, **point)
     tuned = {}
     for method in methods:
         summary = tune(base.replace(method=method), grids[method], out_dir / "tune" / method, criterion=criterion)
-        tuned[method] = {"overrides": dict(summary["best"]["overrides"]), "val": summary["best"]["val"],
-                         "source": str(out_dir / "tune" / method / "tune.json"), "criterion": criterion,
-                         "points": len(summary["points"])}
+        tuned[method] = tuned_point(summary, out_dir / "tune" / method / "tune.json")
     reference = choose_reference(tuned, criterion)
     order = _score_order(criterion)
     summary = compare(base, methods, seeds, out_dir / "compare", data_seeds=data_seeds, reference=reference,
                       n_boot=n_boot, tuned=tuned)
-    command = " ".join(shlex.quote(a) for a in ["pycmlt", *sys.argv[1:]]) if sys.argv else ""
+    command = invoking_command()
     record = {"dataset": base.dataset, "methods": methods, "criterion": criterion, "grids": grids,
               "tuning_split": base.data_seed, "tuned": tuned, "reference": reference,
               "reference_rule": f"the baseline with the best val {' then '.join(order)} at its tuned point",

@@ -9,13 +9,12 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import shlex
-import sys
 import typing
 from pathlib import Path
 
 from pycmlt.atomic_write import atomic_write_json
 from pycmlt.training.checkpoint import CHECKPOINT
+from pycmlt.training.command_line import invoking_command
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.loop import VAL_METRICS, train
 
@@ -29,20 +28,37 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     grid: dict[str, list] = {}
     for item in items:
         key, sep, values = item.partition("=")
-        name = key.strip().replace("-", "_")
-        if not sep or not name or not values.strip():
+        if not sep or not key.strip() or not values.strip():
             raise ValueError(f"--grid expects key=v1,v2,..., got {item!r}")
-        if name not in fields or name in NOT_TUNABLE:
-            raise ValueError(f"--grid {key}: not a tunable TrainConfig key (not tunable: {', '.join(NOT_TUNABLE)})")
+        name = tunable_key(key, f"--grid {key}")
         if name in grid:
             raise ValueError(f"--grid {key} is given twice")
         parsed = [_parse_value(name, fields[name], v.strip()) for v in values.split(",")]
-        if len(set(map(repr, parsed))) != len(parsed):
-            raise ValueError(f"--grid {key}: repeated value in {values!r}")
+        check_distinct(parsed, f"--grid {key}", repr(values))
         grid[name] = parsed
     if not grid:
         raise ValueError("give at least one --grid key=v1,v2,...")
     return grid
+
+
+def grid_points(grid: dict[str, list]) -> list[dict]:
+    """Every point of the grid (the Cartesian product of its axes), in grid order."""
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def tunable_key(key: str, where: str) -> str:
+    """The TrainConfig field a grid key names ('use-align' -> 'use_align'); an error naming `where`
+    when it is not a field or cannot be tuned."""
+    name = key.strip().replace("-", "_")
+    if name not in typing.get_type_hints(TrainConfig) or name in NOT_TUNABLE:
+        raise ValueError(f"{where}: not a tunable TrainConfig key (not tunable: {', '.join(NOT_TUNABLE)})")
+    return name
+
+
+def check_distinct(values: list, where: str, shown: str) -> None:
+    """A grid axis may not repeat a value (it would train the same point twice)."""
+    if len(set(map(repr, values))) != len(values):
+        raise ValueError(f"{where}: repeated value in {shown}")
 
 
 def _parse_value(name: str, hint, text: str):
@@ -73,7 +89,7 @@ def tune(base: TrainConfig, grid: dict[str, list], out_dir: str | Path, criterio
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     out_dir = Path(out_dir)
-    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    points = grid_points(grid)
     # every point's config is built (and so checked) before anything trains
     configs = [base.replace(select_on="val", out_dir=str(out_dir / point_name(p)), **p) for p in points]
     records = []
@@ -91,10 +107,17 @@ def tune(base: TrainConfig, grid: dict[str, list], out_dir: str | Path, criterio
         raise ValueError(f"no grid point has a val {criterion} (few: the val split has no few-shot class); "
                          "use --criterion top1")
     best = max(range(len(records)), key=lambda k: (scores[k] is not None, scores[k] or 0.0, -k))
-    command = " ".join(shlex.quote(a) for a in ["pycmlt", *sys.argv[1:]]) if sys.argv else ""
+    command = invoking_command()
     summary = {"method": base.method, "dataset": base.dataset, "criterion": criterion, "grid": grid,
                "command": command, "points": records, "best": {"index": best, **records[best]}}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "tune.json", summary)
     atomic_write_json(out_dir / "best_config.json", configs[best].to_dict())
     return summary
+
+
+def tuned_point(summary: dict, source: str | Path) -> dict:
+    """The best point of a tune summary (tune.json's content) as `compare`'s tuned entry: its
+    overrides, its val scores, where it came from, the criterion and the grid's size."""
+    return {"overrides": dict(summary["best"]["overrides"]), "source": str(source), "val": summary["best"]["val"],
+            "criterion": summary.get("criterion"), "points": len(summary.get("points", []))}
