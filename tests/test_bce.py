@@ -39,6 +39,10 @@ def _weights(case, n, c, device):
     for name, shape in shapes.items():
         if name in case:
             kw["weight"] = (torch.rand(shape, generator=g) + 0.2).to(device)
+    if "w-class-strided" in case:  # a [C] view with stride 2: not the zero-copy path of a contiguous fp32 [C]
+        kw["weight"] = (torch.rand(2 * c, generator=g) + 0.2).to(device)[::2]
+    if "w-class-fp64" in case:
+        kw["weight"] = (torch.rand(c, generator=g, dtype=torch.float64) + 0.2).to(device)
     if "pw" in case:
         kw["pos_weight"] = (torch.rand(c, generator=g) * 3 + 0.1).to(device)
     if "pw-full" in case:
@@ -46,7 +50,7 @@ def _weights(case, n, c, device):
     return kw
 
 
-DROP_IN_CASES = [(), ("w-class",), ("w-row",), ("w-full",), ("w-scalar",), ("pw",), ("pw-full",), ("w-class", "pw"),
+DROP_IN_CASES = [(), ("w-class",), ("w-class-strided",), ("w-class-fp64", "pw"), ("w-row",), ("w-full",), ("w-scalar",), ("pw",), ("pw-full",), ("w-class", "pw"),
                  ("soft",), ("soft", "w-row", "pw")]
 
 

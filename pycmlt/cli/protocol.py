@@ -13,7 +13,7 @@ def add_parser(sub, name):
     p.add_argument("--methods", nargs="+", required=True, metavar="METHOD", help="stage-one methods to compare")
     p.add_argument("--grids", required=True, metavar="JSON",
                    help='file {"method": {"key": [v1, v2]}, ...}: each method\'s grid; all grids must have the '
-                        "same number of points (e.g. benchmarks/protocol/emoji-lt.json)")
+                        "same number of points (e.g. benchmarks/protocol/grids.json)")
     add_run_grid_arguments(p, seeds=[0, 1, 2], data_seeds=[0, 1, 2],
                            data_seeds_help="dataset split seeds (default 0 1 2); tuning uses --data-seed's split")
     p.add_argument("--criterion", choices=("few", "top1"), default="few",

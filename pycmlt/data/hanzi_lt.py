@@ -16,7 +16,7 @@ Protocol (defaults in brackets; README "hanzi-lt" documents it for users):
   (in fonts they were not trained in first). Such classes are listed per split in
   meta["heldout_rendering_classes"] and on the split object as `heldout_rendering_classes`.
 - Fonts: uming (Ming), ukai (Kai), zenhei (Hei), hanazono (Mincho); a character is only rendered in
-  fonts whose cmap has it. Train: every training character in `train_fonts_per_char` [2] distinct
+  fonts whose cmap has it. Train: every training character in `train_fonts_per_char` [1] distinct
   fonts (a seeded choice among the training fonts that have it), one augmented rendering each.
 - Val and test are balanced: exactly `val_per_class` [10] and `test_per_class` [30] images per class,
   taken from the class's held-out (character, font) pairs round robin: every held-out character in
@@ -29,14 +29,12 @@ Protocol (defaults in brackets; README "hanzi-lt" documents it for users):
   the glyph is drawn in black or white, whichever contrasts more with the background. The training
   transform does not flip images (meta["flip_ok"] is False): a mirrored character is not the character.
 
-Size [32 px, 2 fonts per training character]: emoji-lt's default (9,015 training images at 32 px)
-takes about 4-4.5 min for 12 epochs of resnet32 on 2 CPU cores: about 2.5 ms per training image
-and epoch, so 6 minutes buy about 12,000 training images. Two fonts per training character give
-10,631 training images (5,351 characters; seed 0), 12 x 10,631 x 2.5 ms = 5.3 min, plus 2,130 val
-images (forward only, about a third of a training image each: 0.3 min if evaluated every epoch) and
-6,390 test images once (1,285 distinct characters): at most about 5.7 min per 12-epoch run. 48 px
-would cost 2.25 times more per image, leaving under one rendering per training character; at 32 px
-the radical, the component that decides the class, is legible in every style.
+Size [32 px, 1 font per training character]: one 12-epoch resnet32 run should take about 6 minutes
+on 2 CPU cores. Two fonts per training character (10,631 training images, the first default) were
+measured at 38 s per epoch (280 images/s), about 8 minutes per run; one font gives 5,351 training
+images (seed 0), about 25 s per epoch plus the val pass (2,130 images, forward only). 48 px would
+cost 2.25 times more per image; at 32 px the radical, the component that decides the class, is
+legible in every style.
 
 The dataset is deterministic for (sources, seed, options) and is cached as one .npz under the cache
 directory (pycmlt.data.cache); a second call loads it in well under a second.
@@ -95,7 +93,7 @@ class HanziLTOptions:
     image_size: int = 32
     seed: int = 0
     fonts: tuple[str, ...] = FONT_NAMES
-    train_fonts_per_char: int = 2
+    train_fonts_per_char: int = 1
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     val_per_class: int = 10
@@ -329,9 +327,14 @@ class HanziLT(ArrayDataset):
         return self.meta["chars"][int(self._char[i])]["char"]
 
 
-def load_hanzi_lt(split: str = "train", *, image_size: int = 32, seed: int = 0, fonts=FONT_NAMES,
-                  train_fonts_per_char: int = 2, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                  val_per_class: int = 10, test_per_class: int = 30, heldout_font: str | None = None,
+_DEFAULTS = HanziLTOptions()  # the loader's defaults are the options' defaults, stated once
+
+
+def load_hanzi_lt(split: str = "train", *, image_size: int = _DEFAULTS.image_size, seed: int = _DEFAULTS.seed,
+                  fonts=_DEFAULTS.fonts, train_fonts_per_char: int = _DEFAULTS.train_fonts_per_char,
+                  val_fraction: float = _DEFAULTS.val_fraction, test_fraction: float = _DEFAULTS.test_fraction,
+                  val_per_class: int = _DEFAULTS.val_per_class, test_per_class: int = _DEFAULTS.test_per_class,
+                  heldout_font: str | None = _DEFAULTS.heldout_font,
                   augment_render: RenderAugment | dict | None = None, cache_root: str | Path | None = None,
                   rebuild: bool = False, verbose: bool = True, min_word_count: int = 1,
                   vocab: Vocabulary | None = None, augment: bool | None = None, transform=None,

@@ -106,8 +106,10 @@ def bce_with_class_tensors(logits, target, *, weight=None, pos_weight=None, foca
                          "only: detach the target, or use backend='torch' to differentiate through it")
     if targets.dtype not in (logits.dtype, torch.float32):
         targets = targets.float()  # exact for fp16/bf16 labels; fp64 labels are rounded to fp32
-    logits2d = logits.reshape(-1, num_classes)
-    targets2d = targets.reshape(-1, num_classes)
+    if len(shape) == 2:  # the usual [N, C]: no reshape (each costs a tensor object on every call)
+        logits2d, targets2d = logits, targets
+    else:
+        logits2d, targets2d = logits.reshape(-1, num_classes), targets.reshape(-1, num_classes)
     op = torch.ops.pycmlt.cb_bce_triton if chosen == "triton" else torch.ops.pycmlt.cb_bce
     loss = call_fused_loss(op, (logits2d, targets2d, w2d, pw2d, focal_gamma, code,
                                 logits.requires_grad and torch.is_grad_enabled()), (0,))
@@ -168,6 +170,10 @@ def broadcast_weight_2d(name, value, shape, device) -> torch.Tensor | None:
     check_tensor(name, value, floating=True)
     if value.device != device:
         raise ValueError(f"{name} is on {value.device} but the logits are on {device}; move them to the same device")
+    if (value.dim() == 1 and shape and value.shape[0] == shape[-1] and value.dtype == torch.float32
+            and value.is_contiguous() and not value.requires_grad):
+        # A per-class [C] fp32 vector (what the nn modules hold): a view, no copy (~15 -> ~2 us a call).
+        return value.view(1, -1)
     shape = tuple(shape)
     if not broadcasts_to(tuple(value.shape), shape):
         raise ValueError(f"{name} of shape {list(value.shape)} does not broadcast to the logits' shape "
