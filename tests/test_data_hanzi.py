@@ -103,7 +103,7 @@ def test_plan_splits_by_character_on_made_up_entries():
     everything = frozenset(ord(e.char) for e in entries)
     coverage = {f: everything for f in FONT_NAMES}
     coverage["ukai"] = frozenset(ord(e.char) for e in entries[::2])             # ukai lacks every other one
-    opts = HanziLTOptions(val_per_class=4, test_per_class=10)
+    opts = HanziLTOptions(val_per_class=4, test_per_class=10, train_fonts_per_char=2)
     plan = plan_split(entries, opts, coverage)
     chars = _check_plan(entries, opts, coverage, plan)
     assert plan["heldout_rendering_classes"] == {"val": [3, 4], "test": [4]}
@@ -120,7 +120,8 @@ def test_plan_splits_by_character_on_made_up_entries():
     first = [k for k, f, r, s in plan["items"] if s == TEST and plan["class_of_char"][k] == 0]
     assert split_sizes(40, opts)[1] == 8 and len(set(first[:8])) == 8 and set(first[8:]) <= set(first[:8])
     assert plan_split(entries, opts, coverage)["items"] == plan["items"]            # deterministic
-    assert plan_split(entries, HanziLTOptions(seed=1, val_per_class=4, test_per_class=10), coverage)["items"] != plan["items"]
+    other_seed = HanziLTOptions(seed=1, val_per_class=4, test_per_class=10, train_fonts_per_char=2)
+    assert plan_split(entries, other_seed, coverage)["items"] != plan["items"]
 
 
 def test_heldout_font_is_never_trained_on_and_is_the_whole_test():
@@ -229,7 +230,8 @@ def test_real_plan_is_a_long_tail_split_by_character(real):
     groups = shot_groups(train_counts)
     assert all(len(groups[g]) > 10 for g in ("many", "medium", "few")), {g: len(v) for g, v in groups.items()}
     assert len(chars[TEST] - chars[TRAIN]) > 1000 and len(chars[VAL] - chars[TRAIN]) > 400
-    assert 9000 < int(train_counts.sum()) < 12000                           # the size chosen for 6-minute runs
+    # the size chosen for 6-minute runs: one image per training character (the default, one font each)
+    assert int(train_counts.sum()) == len(chars[TRAIN]) and 4500 < int(train_counts.sum()) < 6500
     assert len(plan["heldout_rendering_classes"]["test"]) == sum(n == 1 for n in plan["num_chars"])
 
 
