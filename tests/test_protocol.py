@@ -71,3 +71,30 @@ def test_grid_values_are_read_as_json_and_checked_before_anything_trains(tmp_pat
         load_grids(grids, ["ce"])
     with pytest.raises(ValueError, match="not a tunable TrainConfig key"):
         load_grids(grids, ["balanced-softmax"])
+
+
+def test_the_tuned_run_of_the_tuning_split_is_reused_with_the_same_result(tmp_path):
+    """The compare run (tuning split, base seed) starts from a copy of the tuned point's tuning run and
+    reads test once; its metrics equal those of the same run trained from scratch."""
+    from pycmlt.training.loop import train
+    from pycmlt.training.protocol import reuse_tuning_runs
+    from test_compare_paired import TINY_DATA
+
+    base = TrainConfig(dataset="synthetic", image_size=16, data_options=TINY_DATA, backbone="resnet20", epochs=2,
+                       batch_size=16, word_dim=16, progress=False, select_on="val")
+    out = tmp_path / "p"
+    point = {"lr": 0.05}
+    train(base.replace(method="ce", out_dir=str(out / "tune" / "ce" / "lr=0.05"), **point), evaluate_test=False)
+    tuned = {"ce": {"overrides": point}}
+    assert reuse_tuning_runs(base, tuned, out, seeds=[1], data_seeds=[0]) == []        # base seed not compared
+    assert reuse_tuning_runs(base, {"ce": {"overrides": {"lr": 0.1}}}, out, seeds=[0], data_seeds=[0]) == []
+    assert reuse_tuning_runs(base.replace(epochs=3), tuned, out, seeds=[0], data_seeds=[0]) == []  # config differs
+    assert reuse_tuning_runs(base, tuned, out, seeds=[0], data_seeds=[0, 1]) == ["ce"]
+    copy = out / "compare" / "ce" / "data0-seed0"
+    assert (copy / "checkpoint.pt").exists() and not (copy / "val_metrics.json").exists()
+    assert reuse_tuning_runs(base, tuned, out, seeds=[0], data_seeds=[0, 1]) == []     # never over a started run
+    reused = train(base.replace(method="ce", out_dir=str(copy), **point), resume=True).metrics
+    fresh = train(base.replace(method="ce", out_dir=str(tmp_path / "fresh"), **point)).metrics
+    for key in ("top1", "few", "many", "selected_epoch", "per_class"):
+        assert reused[key] == fresh[key], key
+

@@ -105,8 +105,8 @@ def compare(base: TrainConfig, variants: list[str], seeds: list[int], out_dir: s
         method, changes = parse_variant(variant)
         for data_seed in data_seeds:
             for seed in seeds:
-                name = f"data{data_seed}-seed{seed}" if several_splits else f"seed{seed}"
-                run_dir = out_dir / variant.replace(":", "-") / name
+                run_dir = run_folder(out_dir, variant, data_seed, seed, several_splits)
+                name = run_dir.name
                 run_dirs.setdefault(variant, []).append((data_seed, run_dir))
                 metrics_path = run_dir / "metrics.json"
                 if metrics_path.exists():
@@ -129,6 +129,12 @@ def compare(base: TrainConfig, variants: list[str], seeds: list[int], out_dir: s
                                                      "data_seed": data_seed})
     paired = paired_comparisons(run_dirs, reference, n_boot) if reference is not None else None
     return summarise(runs, base, seeds, out_dir, data_seeds=data_seeds, paired=paired, tuned=tuned)
+
+
+def run_folder(out_dir: str | Path, variant: str, data_seed: int, seed: int, several_splits: bool) -> Path:
+    """Where compare keeps the run of (variant, data split, seed)."""
+    name = f"data{data_seed}-seed{seed}" if several_splits else f"seed{seed}"
+    return Path(out_dir) / variant.replace(":", "-") / name
 
 
 def _overrides(tuned: dict[str, dict], variant: str) -> dict:

@@ -10,7 +10,10 @@ val, then all are compared over several data splits and seeds against the strong
    Chosen on val, so the test split still decides nothing.
 3. Compare: `compare.compare` trains every (method, data split, seed) run with its tuned overrides
    (each run selects its epoch on val, then reads test once) and pairs every method with the
-   reference (bootstrap intervals over distinct test items).
+   reference (bootstrap intervals over distinct test items). The run of the tuning split and
+   `base.seed` is the tuned point's own tuning run, with the same config: its folder is copied and
+   resumed (no epoch left to train; the selected epoch is then evaluated on test once), so it is not
+   trained twice. The result is the same as training it again (tests/test_protocol.py).
 
 Writes <out>/tune/<method>/ (tune.json, best_config.json), <out>/compare/ (compare.json, .md, plot)
 and <out>/protocol.json (grids, the tuned points, the reference and why). Finished runs are reused
@@ -18,14 +21,18 @@ and killed ones resumed, so a protocol can be extended with more seeds later."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from pycmlt.atomic_write import atomic_write_json
-from pycmlt.training.compare import compare, parse_variant
+from pycmlt.errors import ConfigMismatchError
+from pycmlt.training.checkpoint import CHECKPOINT
+from pycmlt.training.compare import compare, parse_variant, run_folder
 from pycmlt.training.command_line import invoking_command
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.recipes import RECIPES
-from pycmlt.training.tune import CRITERIA, check_distinct, grid_points, tunable_key, tune, tuned_point
+from pycmlt.training.resume_check import check_resume_config, stored_config
+from pycmlt.training.tune import CRITERIA, check_distinct, grid_points, point_name, tunable_key, tune, tuned_point
 
 
 def load_grids(path: str | Path, methods: list[str]) -> dict[str, dict[str, list]]:
@@ -57,6 +64,32 @@ def load_grids(path: str | Path, methods: list[str]) -> dict[str, dict[str, list
         raise ValueError(f"--grids {path}: every method must get the same tuning budget, but the grids have "
                          f"{sizes} points")
     return grids
+
+
+def reuse_tuning_runs(base: TrainConfig, tuned: dict[str, dict], out_dir: Path, seeds: list[int],
+                      data_seeds: list[int]) -> list[str]:
+    """Copies each method's tuned-point run (tuning split, base.seed) to the compare run it equals,
+    when that compare run has not started and the configs agree on every key but out_dir; returns the
+    methods whose run was copied. Files of the tuning run only (run.lock, val_metrics.json, model.pt)
+    are left out, so compare resumes the copy and writes the test metrics itself."""
+    if base.seed not in seeds or base.data_seed not in data_seeds:
+        return []
+    copied = []
+    for method, point in tuned.items():
+        source = out_dir / "tune" / method / point_name(point["overrides"])
+        target = run_folder(out_dir / "compare", method, base.data_seed, base.seed, data_seeds != [base.data_seed])
+        stored = stored_config(source) if (source / CHECKPOINT).exists() else None
+        if stored is None or target.exists():
+            continue
+        wanted = base.replace(method=method, seed=base.seed, data_seed=base.data_seed, out_dir=str(target),
+                              **point["overrides"])
+        try:
+            check_resume_config(stored, wanted)
+        except ConfigMismatchError:
+            continue
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("run.lock", "val_metrics.json", "model.pt"))
+        copied.append(method)
+    return copied
 
 
 def _points(grid: dict[str, list]) -> int:
@@ -104,6 +137,7 @@ def run_protocol(base: TrainConfig, methods: list[str], grids: dict[str, dict[st
         tuned[method] = tuned_point(summary, out_dir / "tune" / method / "tune.json")
     reference = choose_reference(tuned, criterion)
     order = _score_order(criterion)
+    reuse_tuning_runs(base, tuned, out_dir, seeds=seeds, data_seeds=data_seeds)
     summary = compare(base, methods, seeds, out_dir / "compare", data_seeds=data_seeds, reference=reference,
                       n_boot=n_boot, tuned=tuned)
     command = invoking_command()
