@@ -14,7 +14,8 @@ def test_a_constant_difference_has_a_zero_width_interval():
     # the method is right on every sample, the reference on none: every replicate gives +1
     p = pair(["a", "a", "b", "c"], [0, 0, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0], few=[1])
     r = paired_bootstrap([p], n_boot=200)
-    assert r["top1"] == {"delta": 1.0, "ci": [1.0, 1.0]} and r["few"] == {"delta": 1.0, "ci": [1.0, 1.0]}
+    assert r["top1"] == {"delta": 1.0, "ci": [1.0, 1.0], "ci_runs": [1.0, 1.0]}
+    assert r["few"] == {"delta": 1.0, "ci": [1.0, 1.0], "ci_runs": [1.0, 1.0]}
     assert resolved(r["top1"]["ci"]) and r["runs"] == 1
 
 
@@ -72,3 +73,17 @@ def test_bad_input_is_refused():
         paired_bootstrap([pair(["x", "y"], [0, 0], [1], [0, 1])])
     with pytest.raises(ValueError, match="same length"):
         paired_bootstrap([pair(["x", "y"], [0], [1, 1], [0, 1])])
+
+
+def test_the_run_interval_widens_when_runs_disagree():
+    # split d0: the method right on every item, the reference on none (+1); split d1: both right (0).
+    # Items alone: every replicate averages +1 and 0, so ci = [1/2, 1/2], resolved. Runs drawn too:
+    # {d0,d0} p=1/4 -> 1, {d0,d1} p=1/2 -> 1/2, {d1,d1} p=1/4 -> 0, so ci_runs = [0, 1]: not resolved.
+    p0 = pair(["x", "y"], [0, 0], [1, 1], [0, 0], split="d0")
+    p1 = pair(["x", "y"], [0, 0], [1, 1], [1, 1], split="d1")
+    r = paired_bootstrap([p0, p1], n_boot=4000)
+    assert r["top1"]["delta"] == 0.5 and r["top1"]["ci"] == [0.5, 0.5] and r["top1"]["ci_runs"] == [0.0, 1.0]
+    assert resolved(r["top1"]["ci"]) and not resolved(r["top1"]["ci"], r["top1"]["ci_runs"])
+    one = paired_bootstrap([p0], n_boot=500)                       # one run: the same interval
+    assert one["top1"]["ci_runs"] == one["top1"]["ci"] and not resolved()
+

@@ -14,6 +14,11 @@ over runs of the per-run differences (runs where few is undefined are left out o
 replicates where it is undefined for every run are dropped). The point estimate `delta` is the same
 statistic on the test set as it is, i.e. the mean over runs of the differences of the reported
 metrics. Values are fractions (0.01 = 1 point).
+
+`ci` sees only the test items' sampling. Training runs vary too (a method that fails to take off
+in one split of three): `ci_runs` also draws the runs, with replacement, in every replicate (a
+two-level bootstrap: runs, then the items already drawn for each), so it widens when the runs
+disagree; with one run it equals `ci`. A difference is resolved when both intervals exclude 0.
 """
 from __future__ import annotations
 
@@ -64,8 +69,9 @@ def paired_bootstrap(pairs: Sequence[RunPair], *, n_boot: int = 2000, level: flo
                 top1_out.append(_top1(w, a, cells.n) - _top1(w, b, cells.n))
                 few_out.append(_few(w, a, cells, few) - _few(w, b, cells, few))
     result = {"runs": len(pairs), "n_boot": int(n_boot), "level": level}
+    run_draws = rng.integers(0, len(pairs), size=(n_boot, len(pairs)))  # the runs of each replicate
     for name, obs, reps in (("top1", top1_obs, top1_reps), ("few", few_obs, few_reps)):
-        result[name] = _summary(np.stack(obs)[:, 0], np.stack(reps), level, return_replicates)
+        result[name] = _summary(np.stack(obs)[:, 0], np.stack(reps), level, return_replicates, run_draws)
     return result
 
 
@@ -121,23 +127,38 @@ def _few(w: np.ndarray, correct: np.ndarray, cells: _Cells, few: np.ndarray) -> 
     return np.where(present.any(1), np.nansum(per_class, 1) / np.maximum(present.sum(1), 1), np.nan)
 
 
-def _summary(observed: np.ndarray, replicates: np.ndarray, level: float, keep: bool) -> dict | None:
-    """delta = mean over runs; ci = percentile interval of the replicates' mean over runs."""
+def _summary(observed: np.ndarray, replicates: np.ndarray, level: float, keep: bool,
+             run_draws: np.ndarray) -> dict | None:
+    """delta = mean over runs; ci = percentile interval of the replicates' mean over runs; ci_runs =
+    the same with the runs of each replicate drawn with replacement (run_draws: [B, runs])."""
     defined = ~np.isnan(observed)
     if not defined.any():
         return None
     delta = float(observed[defined].mean())
-    reps = replicates[defined]                      # [runs, B]
-    counted = (~np.isnan(reps)).sum(0)
-    means = np.nansum(reps, 0)[counted > 0] / counted[counted > 0]
     tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    out = {"delta": delta, "ci": [float(lo), float(hi)]}
+    reps = np.where(defined[:, None], replicates, np.nan)   # [runs, B]; runs without the metric count as absent
+    means = _mean_defined(reps.T)
+    drawn = reps.T[np.arange(reps.shape[1])[:, None], run_draws]  # [B, runs]: replicate b, its drawn runs
+    means_runs = _mean_defined(drawn)
+    out = {"delta": delta, "ci": _interval(means, tail), "ci_runs": _interval(means_runs, tail)}
     if keep:
         out["replicates"] = means
     return out
 
 
-def resolved(ci) -> bool:
-    """A difference is resolved when its confidence interval excludes 0."""
-    return ci is not None and (ci[0] > 0 or ci[1] < 0)
+def _mean_defined(values: np.ndarray) -> np.ndarray:
+    """Row means over the non-NaN entries of [B, k]; rows with none are dropped."""
+    counted = (~np.isnan(values)).sum(1)
+    return np.nansum(values, 1)[counted > 0] / counted[counted > 0]
+
+
+def _interval(means: np.ndarray, tail: float) -> list[float] | None:
+    if len(means) == 0:
+        return None
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return [float(lo), float(hi)]
+
+
+def resolved(*intervals) -> bool:
+    """A difference is resolved when every given confidence interval excludes 0."""
+    return all(ci is not None and (ci[0] > 0 or ci[1] < 0) for ci in intervals) and bool(intervals)

@@ -173,10 +173,13 @@ def format_paired_table(paired: dict) -> str:
     def cell(m):
         if m is None:
             return "—"
-        d, (lo, hi) = (100 * m["delta"], [100 * x for x in m["ci"]])
-        return f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]" + (" resolved" if resolved(m["ci"]) else "")
+        runs_ci = m.get("ci_runs", m["ci"])
+        d, (lo, hi), (rlo, rhi) = 100 * m["delta"], [100 * x for x in m["ci"]], [100 * x for x in runs_ci]
+        return (f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}] runs [{rlo:+.1f}, {rhi:+.1f}]"
+                + (" resolved" if resolved(m["ci"], runs_ci) else ""))
 
-    lines = ["| method | Δ top-1 [95% CI] | Δ few [95% CI] |", "|---|---:|---:|"]
+    header = "[95% CI: items] runs [items and runs]"
+    lines = [f"| method | Δ top-1 {header} | Δ few {header} |", "|---|---:|---:|"]
     lines += [f"| {v} | {cell(p['top1'])} | {cell(p['few'])} |" for v, p in paired.items()]
     return "\n".join(lines)
 
@@ -217,7 +220,8 @@ def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], 
                format_paired_table(paired), "",
                f"Δ: mean over the {ref['runs']} (data split, seed) runs of the per-run difference. 95% CI: "
                f"percentile bootstrap ({ref['n_boot']} replicates) resampling distinct test items within each "
-               "data split; a difference is *resolved* only when its interval excludes 0.", ""]
+               "data split; runs [..]: the same with the runs also drawn with replacement, so that it widens "
+               "when runs disagree; a difference is *resolved* only when both intervals exclude 0.", ""]
     if tuned:
         md += ["## Hyper-parameters chosen on val (`pycmlt tune`; the rest as in the command)", "",
                "| method | chosen on val | val top-1 | val few | grid points |", "|---|---|---:|---:|---:|"]
