@@ -98,14 +98,13 @@ def compare(base: TrainConfig, variants: list[str], seeds: list[int], out_dir: s
     # A method with a stage_one (crt, tau-norm; logit-adjust, which only adjusts ce's logits post hoc)
     # is built on that method's model of the same data split and seed, trained first or reused.
     order = sorted(variants, key=lambda v: RECIPES[parse_variant(v)[0]].stage_one is not None)
-    several_splits = data_seeds != [base.data_seed]
     runs: dict[str, list[dict]] = {}
     run_dirs: dict[str, list[tuple[int, Path]]] = {}
     for variant in order:
         method, changes = parse_variant(variant)
         for data_seed in data_seeds:
             for seed in seeds:
-                run_dir = run_folder(out_dir, variant, data_seed, seed, several_splits)
+                run_dir = run_folder(out_dir, variant, data_seed, seed, data_seeds, base.data_seed)
                 name = run_dir.name
                 run_dirs.setdefault(variant, []).append((data_seed, run_dir))
                 metrics_path = run_dir / "metrics.json"
@@ -131,8 +130,11 @@ def compare(base: TrainConfig, variants: list[str], seeds: list[int], out_dir: s
     return summarise(runs, base, seeds, out_dir, data_seeds=data_seeds, paired=paired, tuned=tuned)
 
 
-def run_folder(out_dir: str | Path, variant: str, data_seed: int, seed: int, several_splits: bool) -> Path:
-    """Where compare keeps the run of (variant, data split, seed)."""
+def run_folder(out_dir: str | Path, variant: str, data_seed: int, seed: int, data_seeds: list[int],
+               base_data_seed: int) -> Path:
+    """Where compare keeps the run of (variant, data split, seed) when it compares over `data_seeds`:
+    <variant>/data<d>-seed<s>, or <variant>/seed<s> when the only split is the base config's own."""
+    several_splits = list(data_seeds) != [base_data_seed]
     name = f"data{data_seed}-seed{seed}" if several_splits else f"seed{seed}"
     return Path(out_dir) / variant.replace(":", "-") / name
 
@@ -173,7 +175,7 @@ def format_paired_table(paired: dict) -> str:
     def cell(m):
         if m is None:
             return "—"
-        runs_ci = m.get("ci_runs", m["ci"])
+        runs_ci = m["ci_runs"]
         d, (lo, hi), (rlo, rhi) = 100 * m["delta"], [100 * x for x in m["ci"]], [100 * x for x in runs_ci]
         return (f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}] runs [{rlo:+.1f}, {rhi:+.1f}]"
                 + (" resolved" if resolved(m["ci"], runs_ci) else ""))

@@ -77,7 +77,7 @@ def reuse_tuning_runs(base: TrainConfig, tuned: dict[str, dict], out_dir: Path, 
     copied = []
     for method, point in tuned.items():
         source = out_dir / "tune" / method / point_name(point["overrides"])
-        target = run_folder(out_dir / "compare", method, base.data_seed, base.seed, data_seeds != [base.data_seed])
+        target = run_folder(out_dir / "compare", method, base.data_seed, base.seed, data_seeds, base.data_seed)
         stored = stored_config(source) if (source / CHECKPOINT).exists() else None
         if stored is None or target.exists():
             continue
