@@ -7,7 +7,8 @@ from torch import nn
 from pycmlt.nn._scheduled import EpochScheduled
 from pycmlt.ops._checks import check_tensor, class_counts_tensor
 from pycmlt.ops._deprecation import renamed_keywords
-from pycmlt.ops.bce import bce_with_class_tensors
+from pycmlt.ops._recorded_call import recorded_call
+from pycmlt.ops.bce import bce_module_call
 from pycmlt.ops.class_balance import class_balanced_weights
 from pycmlt.ops.loss_options import BCEOptions
 
@@ -67,8 +68,9 @@ class ClassBalancedBCE(EpochScheduled, nn.Module):
 
     @renamed_keywords(targets="target")
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return bce_with_class_tensors(logits, target, weight=self.weight, pos_weight=self.pos_weight,
-                                      options=self.options, backend=self.backend)
+        buffers = self._buffers  # not self.weight: nn.Module's attribute fallback costs ~1 us per buffer
+        return bce_module_call(recorded_call(self), logits, target, buffers["weight"], buffers["pos_weight"],
+                               self.options, self.backend)
 
     def extra_repr(self) -> str:
         n = None if self.class_counts is None else self.class_counts.numel()

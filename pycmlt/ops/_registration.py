@@ -127,6 +127,11 @@ def register_fused_loss(qualname: str, fake, differentiable: tuple[int, ...], re
 _NATIVE_AUTOGRAD: dict = {}  # op packet -> its default overload, for ops whose autograd is in C++
 
 
+def native_autograd_overload(op):
+    """The default overload of `op` (a custom op's packet) when its autograd is C++, else None."""
+    return _NATIVE_AUTOGRAD.get(op)
+
+
 def register_native_fused_loss(qualname: str, fake, reference: Callable) -> None:
     """Fake kernel of a fused loss op whose autograd kernel is C++ (csrc/autograd.cpp), and the kernel of
     its `<qualname>_grad_reference(grad_loss, *op_inputs)` op: grad_loss times d reference / d logits,

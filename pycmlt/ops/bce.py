@@ -19,6 +19,7 @@ from pycmlt.ops._checks import (
 from pycmlt.ops._deprecation import deprecated_alias, renamed_keywords
 from pycmlt.ops._registration import call_fused_loss, register_fused_loss, register_native_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights
+from pycmlt.ops._recorded_call import RecordedCall
 from pycmlt.ops.loss_options import BCEOptions
 
 OP_NAME = "class_balanced_bce"
@@ -81,13 +82,29 @@ def effective_bce_weight(num_classes, device, *, class_counts=None, beta=None, w
     return class_balanced_weights(counts, beta).to(device)
 
 
+def bce_module_call(record: RecordedCall, logits, target, weight, pos_weight, options: BCEOptions,
+                    backend: str) -> torch.Tensor:
+    """What a BCE module's forward runs: its recorded call (pycmlt.ops._recorded_call) when the guards
+    hold, else bce_with_class_tensors, which checks everything and records the call."""
+    found = record.holds(logits, (weight, pos_weight), options, backend)
+    if (found is not None and type(target) is torch.Tensor and target.shape == logits.shape
+            and (target.dtype is logits.dtype or target.dtype is torch.float32) and target.device == logits.device):
+        grad_mode = torch.is_grad_enabled()
+        if not (grad_mode and target.requires_grad):
+            return found.run(logits, target, grad_mode and logits.requires_grad)
+    return bce_with_class_tensors(logits, target, weight=weight, pos_weight=pos_weight, options=options,
+                                  backend=backend, record=record)
+
+
 @renamed_keywords(targets="target")
 def bce_with_class_tensors(logits, target, *, weight=None, pos_weight=None, focal_gamma=0.0, reduction="mean",
-                           options: BCEOptions | None = None, backend="auto") -> torch.Tensor:
+                           options: BCEOptions | None = None, backend="auto",
+                           record: RecordedCall | None = None) -> torch.Tensor:
     """The op with its weights already derived (what nn modules call with cached buffers).
 
     `options` (a :class:`BCEOptions`, what the nn modules pass) replaces focal_gamma and reduction,
-    which must then keep their defaults."""
+    which must then keep their defaults. `record` (a module's RecordedCall) remembers this call for
+    the module's fast path."""
     options = bce_options_or_scalars(options, focal_gamma, reduction)
     focal_gamma, reduction, code = options.focal_gamma, options.reduction, options.reduction_code
     check_tensor("logits", logits, floating=True)
@@ -99,6 +116,8 @@ def bce_with_class_tensors(logits, target, *, weight=None, pos_weight=None, foca
 
     chosen = _backend.resolve(backend, logits, OP_NAME)
     if chosen == "torch":
+        if record is not None:
+            record.forget()
         loss = bce_reference(logits, targets, weight, pos_weight, focal_gamma=focal_gamma, reduction=reduction)
         return loss.to(logits.dtype)
     if targets.requires_grad and torch.is_grad_enabled():
@@ -113,6 +132,9 @@ def bce_with_class_tensors(logits, target, *, weight=None, pos_weight=None, foca
     op = torch.ops.pycmlt.cb_bce_triton if chosen == "triton" else torch.ops.pycmlt.cb_bce
     loss = call_fused_loss(op, (logits2d, targets2d, w2d, pw2d, focal_gamma, code,
                                 logits.requires_grad and torch.is_grad_enabled()), (0,))
+    if record is not None:
+        record.record(op, (w2d, pw2d, focal_gamma, code), sources=(weight, pos_weight), options=options,
+                      backend=backend, logits=logits)
     if loss.dtype != logits.dtype:
         loss = loss.to(logits.dtype)
     return loss.reshape(shape) if code == 0 and logits.dim() != 2 else loss

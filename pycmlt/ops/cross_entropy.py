@@ -21,6 +21,7 @@ from pycmlt.ops._checks import (
 from pycmlt.ops._deprecation import renamed_keywords
 from pycmlt.ops._registration import call_fused_loss, register_fused_loss, register_native_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights, ldam_margins, logit_adjustment
+from pycmlt.ops._recorded_call import RecordedCall
 from pycmlt.ops.loss_options import CrossEntropyOptions
 
 OP_NAME = "class_balanced_cross_entropy"
@@ -140,15 +141,31 @@ def _derive_class_tensors(num_classes, device, class_counts, beta, weight, ldam_
     return class_weight, margins, bias
 
 
+def cross_entropy_module_call(record: RecordedCall, logits, target, class_weight, margins, logit_bias,
+                              options: CrossEntropyOptions, backend: str) -> torch.Tensor:
+    """What a cross-entropy module's forward runs: its recorded call (pycmlt.ops._recorded_call) when the
+    guards hold (int64 targets [N] on the logits' device), else cross_entropy_with_class_tensors, which
+    checks everything and records the call."""
+    found = record.holds(logits, (class_weight, margins, logit_bias), options, backend)
+    if (found is not None and type(target) is torch.Tensor and target.dtype is torch.int64 and target.dim() == 1
+            and target.shape[0] == logits.shape[0] and target.device == logits.device):
+        if found.check_range and _checks_enabled():
+            check_targets_in_range(target, found.num_classes, options.ignore_index)
+        return found.run(logits, target, logits.requires_grad and torch.is_grad_enabled())
+    return cross_entropy_with_class_tensors(logits, target, class_weight=class_weight, margins=margins,
+                                            logit_bias=logit_bias, options=options, backend=backend, record=record)
+
+
 def cross_entropy_with_class_tensors(
     logits, target, *, class_weight=None, margins=None, logit_bias=None, scale=1.0, focal_gamma=0.0,
     label_smoothing=0.0, ignore_index=-100, reduction="mean", options: CrossEntropyOptions | None = None,
-    backend="auto",
+    backend="auto", record: RecordedCall | None = None,
 ) -> torch.Tensor:
     """The op with its per-class tensors already derived (what nn modules call with cached buffers).
 
     `options` (a :class:`CrossEntropyOptions`, what the nn modules pass) replaces the scalar options
-    scale .. reduction, which must then keep their defaults."""
+    scale .. reduction, which must then keep their defaults. `record` (a module's RecordedCall)
+    remembers this call for the module's fast path."""
     options = options_or_scalars(options, scale, focal_gamma, label_smoothing, ignore_index, reduction)
     check_tensor("logits", logits, floating=True)
     check_tensor("target", target, integer=True)
@@ -176,6 +193,8 @@ def cross_entropy_with_class_tensors(
     if chosen not in ("cpu", "triton") and not torch.compiler.is_compiling() and _checks_enabled():
         check_targets_in_range(target1d, num_classes, ignore_index)
     if chosen == "torch":
+        if record is not None:
+            record.forget()
         loss = cross_entropy_reference(logits2d, target1d, **per_class, scale=scale, focal_gamma=focal_gamma,
                                        label_smoothing=label_smoothing, ignore_index=ignore_index,
                                        reduction=reduction)
@@ -184,6 +203,11 @@ def cross_entropy_with_class_tensors(
         loss = call_fused_loss(op, (logits2d, target1d, per_class["class_weight"],
                                     per_class["margins"], per_class["logit_bias"], scale, focal_gamma, label_smoothing,
                                     ignore_index, code, logits2d.requires_grad and torch.is_grad_enabled()), (0,))
+        if record is not None:
+            record.record(op, (per_class["class_weight"], per_class["margins"], per_class["logit_bias"], scale,
+                               focal_gamma, label_smoothing, ignore_index, code),
+                          sources=(class_weight, margins, logit_bias), options=options, backend=backend,
+                          logits=logits, check_range=chosen not in ("cpu", "triton"))
     if loss.dtype != logits.dtype:
         loss = loss.to(logits.dtype)
     return loss.reshape(out_shape) if code == 0 and logits.dim() != 2 else loss
