@@ -53,6 +53,10 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+SAMPLE_S = 2e-3  # CPU: calls shorter than this are timed in batches lasting about this long
+MAX_BATCH = 200
+
+
 def median_ms(fn: Callable[..., object], device: torch.device, *, warmup: int, repeat: int,
               setup: Callable[[], object] | None = None, budget_s: float | None = None,
               stats: dict | None = None) -> float:
@@ -61,7 +65,10 @@ def median_ms(fn: Callable[..., object], device: torch.device, *, warmup: int, r
     setup() (untimed) runs before each call and its result is fn's argument. With `budget_s`, a
     warm-up call slower than budget_s / 2 ends the warm-up, and timed calls stop once their total
     passes budget_s (at least one is timed): slow configurations get fewer repeats, not a longer run.
-    `stats` (a dict) receives the number of timed calls.
+    On the CPU without setup, a call shorter than SAMPLE_S is timed in batches of calls that last
+    about SAMPLE_S each (a sample is the batch's mean): single calls of tens of microseconds are
+    dominated by timer and scheduler noise. `stats` (a dict) receives the number of timed samples
+    and the calls per sample.
     """
     def call():
         arg = setup() if setup else None
@@ -71,14 +78,27 @@ def median_ms(fn: Callable[..., object], device: torch.device, *, warmup: int, r
         synchronize(device)
         return time.perf_counter() - t0
 
+    warm: list[float] = []
     for _ in range(warmup):
-        if call() > (budget_s or float("inf")) / 2 or over_budget():
+        warm.append(call())
+        if warm[-1] > (budget_s or float("inf")) / 2 or over_budget():
             break
+    batch = 1
+    if device.type != "cuda" and setup is None:
+        once = min(warm) if warm else call()
+        if once < SAMPLE_S:  # a short call: two more probes, then batches of about SAMPLE_S
+            once = min([once, call(), call()])
+            batch = max(1, min(MAX_BATCH, int(SAMPLE_S / max(once, 1e-9))))
     times: list[float] = []
     while len(times) < repeat:
         arg = setup() if setup else None
         synchronize(device)
-        if device.type == "cuda":
+        if batch > 1:
+            t0 = time.perf_counter()
+            for _ in range(batch):
+                fn()
+            times.append((time.perf_counter() - t0) * 1e3 / batch)
+        elif device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             fn() if setup is None else fn(arg)
@@ -89,10 +109,11 @@ def median_ms(fn: Callable[..., object], device: torch.device, *, warmup: int, r
             t0 = time.perf_counter()
             fn() if setup is None else fn(arg)
             times.append((time.perf_counter() - t0) * 1e3)
-        if (budget_s is not None and sum(times) > budget_s * 1e3) or over_budget():
+        if (budget_s is not None and sum(times) * batch > budget_s * 1e3) or over_budget():
             break
     if stats is not None:
         stats["timed_calls"] = len(times)
+        stats["calls_per_sample"] = batch
     return statistics.median(times)
 
 

@@ -251,3 +251,18 @@ def test_grid_results(quick_results, tmp_path):
     assert "Slowest shape: **" in md and "| N \\ C |" in md
     plot = report.plot_grid_heatmap(report.normalise(payload), tmp_path / "grid.png")
     assert plot.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_median_ms_batches_short_cpu_calls():
+    """Calls shorter than SAMPLE_S are timed in batches (timer noise), long ones one at a time."""
+    import time as _time
+
+    from benchmarks.harness import SAMPLE_S, median_ms
+
+    cpu = torch.device("cpu")
+    short: dict = {}
+    assert median_ms(lambda: None, cpu, warmup=1, repeat=3, stats=short) < SAMPLE_S * 1e3
+    assert short["calls_per_sample"] > 1 and short["timed_calls"] == 3
+    long: dict = {}
+    ms = median_ms(lambda: _time.sleep(SAMPLE_S * 1.5), cpu, warmup=1, repeat=2, stats=long)
+    assert long["calls_per_sample"] == 1 and ms >= SAMPLE_S * 1.5e3
