@@ -190,3 +190,18 @@ def test_out_of_range_target_raises_under_compile_with_triton(op):
     with pytest.raises(ValueError, match=r"target\[2\] = 9 is out of range"):
         fn(bad)
 
+
+
+@pytest.mark.skipif("cpu" not in ops.available_backends("cpu"), reason="needs the C++ extension")
+def test_large_cpu_outputs_with_huge_page_advice_are_correct():
+    """Gradients of 32 MiB and more are allocated with madvise(MADV_HUGEPAGE) (csrc/cpu/empty_output.h)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1024, 8192, generator=g, requires_grad=True)  # fp32 [1024, 8192]: exactly 32 MiB
+    t = torch.randint(0, 8192, (1024,), generator=g)
+    (grad,) = torch.autograd.grad(ops.class_balanced_cross_entropy(x, t, backend="cpu"), x)
+    (expected,) = torch.autograd.grad(F.cross_entropy(x, t), x)
+    torch.testing.assert_close(grad, expected)
+    y = (torch.rand(1024, 8192, generator=g) < 0.1).float()
+    (grad,) = torch.autograd.grad(ops.class_balanced_bce(x, y, backend="cpu"), x)
+    (expected,) = torch.autograd.grad(F.binary_cross_entropy_with_logits(x, y), x)
+    torch.testing.assert_close(grad, expected)

@@ -12,6 +12,7 @@
 
 #include "common/bce_math.h"
 #include "common/dispatch.h"
+#include "cpu/empty_output.h"
 #include "cpu/vec_math.h"
 
 namespace pycmlt {
@@ -302,9 +303,9 @@ std::tuple<at::Tensor, at::Tensor> cb_bce_cpu(const at::Tensor& logits_in, const
   const double count = static_cast<double>(N) * static_cast<double>(C);
   a.grad_scale = reduction == kMean ? static_cast<float>(1.0 / count) : 1.f;
   a.grad_stride = C;
-  at::Tensor loss_elem = reduction == kNone ? at::empty({N, C}, logits.options().dtype(at::kFloat)) : at::Tensor();
+  at::Tensor loss_elem = reduction == kNone ? empty_output({N, C}, logits.options().dtype(at::kFloat)) : at::Tensor();
   a.loss_elem = reduction == kNone ? loss_elem.data_ptr<float>() : nullptr;
-  at::Tensor grad = compute_grad ? at::empty({N, C}, logits.options()) : at::empty({0}, logits.options());
+  at::Tensor grad = compute_grad ? empty_output({N, C}, logits.options()) : at::empty({0}, logits.options());
   double total = 0.0;
   PYCMLT_DISPATCH_FLOAT_TYPES(logits.scalar_type(), "cb_bce_cpu", [&] {
     total = bce_run<scalar_t>(logits, targets, a, compute_grad ? grad.data_ptr<scalar_t>() : nullptr);

@@ -14,6 +14,7 @@
 #include "common/ce_row_math.h"
 #include "common/dispatch.h"
 #include "cpu/ce_loss_aux.h"
+#include "cpu/empty_output.h"
 #include "cpu/vec_math.h"
 
 namespace pycmlt {
@@ -374,7 +375,7 @@ std::tuple<at::Tensor, at::Tensor> cb_cross_entropy_cpu(
   const CeLossAux aux = ce_loss_aux_host(tgt, N, o.class_weight, C, ignore_index, reduction);
 
   at::Tensor loss_rows = at::empty({N}, logits.options().dtype(at::kFloat));
-  at::Tensor grad = compute_grad ? at::empty({N, C}, logits.options()) : at::empty({0}, logits.options());
+  at::Tensor grad = compute_grad ? empty_output({N, C}, logits.options()) : at::empty({0}, logits.options());
   float* loss_ptr = loss_rows.data_ptr<float>();
   PYCMLT_DISPATCH_FLOAT_TYPES(logits.scalar_type(), "cb_cross_entropy_cpu", [&] {
     ce_rows<scalar_t>(logits.data_ptr<scalar_t>(), logits.stride(0), tgt, N, o, aux.w_total, aux.grad_scale,
