@@ -20,13 +20,13 @@
 namespace pycmlt {
 namespace {
 
-// The passes of ce_row over the columns [lo, hi), for z_j = (x_j + bias_j) s (bias may be nullptr).
-template <typename T>
-PYCMLT_ALWAYS_INLINE float z_of(const T* x, const float* bias, float s, int64_t j) {
-  return (load_float(x[j]) + (bias ? bias[j] : 0.f)) * s;
+// The passes of ce_row over the columns [lo, hi) of an fp32 row, for z_j = (x_j + bias_j) s (bias may be
+// nullptr). fp16/bf16 rows reach them widened into fp32 (ce_row).
+PYCMLT_ALWAYS_INLINE float z_of(const float* x, const float* bias, float s, int64_t j) {
+  return (x[j] + (bias ? bias[j] : 0.f)) * s;
 }
-template <typename T, bool BIAS>
-PYCMLT_ALWAYS_INLINE float max_z(const T* x, const float* bias, float s, int64_t lo, int64_t hi, float mx) {
+template <bool BIAS>
+PYCMLT_ALWAYS_INLINE float max_z(const float* x, const float* bias, float s, int64_t lo, int64_t hi, float mx) {
 #pragma omp simd reduction(max : mx)
   for (int64_t j = lo; j < hi; ++j) {
     const float z = z_of(x, BIAS ? bias : nullptr, s, j);
@@ -34,16 +34,16 @@ PYCMLT_ALWAYS_INLINE float max_z(const T* x, const float* bias, float s, int64_t
   }
   return mx;
 }
-template <typename T, bool BIAS>
-PYCMLT_ALWAYS_INLINE float weighted_sum_z(const T* x, const float* bias, const float* w, float s, int64_t lo,
+template <bool BIAS>
+PYCMLT_ALWAYS_INLINE float weighted_sum_z(const float* x, const float* bias, const float* w, float s, int64_t lo,
                                           int64_t hi) {
   float acc = 0.f;
 #pragma omp simd reduction(+ : acc)
   for (int64_t j = lo; j < hi; ++j) acc += (w ? w[j] : 1.f) * z_of(x, BIAS ? bias : nullptr, s, j);
   return acc;
 }
-template <typename T, bool BIAS>
-PYCMLT_ALWAYS_INLINE float exp_z(const T* x, const float* bias, float s, float shift, int64_t lo, int64_t hi,
+template <bool BIAS>
+PYCMLT_ALWAYS_INLINE float exp_z(const float* x, const float* bias, float s, float shift, int64_t lo, int64_t hi,
                                  float* e) {
   float acc = 0.f;
 #pragma omp simd reduction(+ : acc)
@@ -57,13 +57,13 @@ PYCMLT_ALWAYS_INLINE float exp_z(const T* x, const float* bias, float s, float s
 
 // Loss of one row; writes d loss / d logits into g when g != nullptr. Three passes over the row, the
 // logits read from memory once (the later passes find them in cache): the max of the adjusted logits,
-// then their exp written straight into the gradient row (fp32; fp16/bf16 rows use the fp32 scratch
-// `buf` of C floats) with its sum, then the gradient scaled in place. g may alias x (the in-place op):
+// then their exp written straight into the gradient row (into the scratch `buf` of C floats when there
+// is no gradient) with its sum, then the gradient scaled in place. g may alias x (the in-place op):
 // pass 2 reads x[j] just before it writes g[j], and pass 3 reads g only. The LDAM margin of the target
 // column is applied by running the passes on [0, y) and (y, C) and the target column on its own.
-template <typename T, bool BIAS>
-PYCMLT_ALWAYS_INLINE float ce_row_impl(const T* x, int64_t y, const CeOptions& o, float w_y, float w_total,
-                                       float grad_scale, float* buf, T* g) {
+template <bool BIAS>
+PYCMLT_ALWAYS_INLINE float ce_row_impl(const float* x, int64_t y, const CeOptions& o, float w_y, float w_total,
+                                       float grad_scale, float* buf, float* g) {
   const int64_t C = o.num_classes;
   const float s = o.scale;
   const float* bias = o.logit_bias;
@@ -72,34 +72,31 @@ PYCMLT_ALWAYS_INLINE float ce_row_impl(const T* x, int64_t y, const CeOptions& o
   const float z_y = z_of(x, bias, s, y) - (split ? o.margins[y] * s : 0.f);
   float mx = -std::numeric_limits<float>::infinity();
   if (split) {
-    mx = max_z<T, BIAS>(x, bias, s, y + 1, C, max_z<T, BIAS>(x, bias, s, 0, y, mx));
+    mx = max_z<BIAS>(x, bias, s, y + 1, C, max_z<BIAS>(x, bias, s, 0, y, mx));
     mx = z_y > mx ? z_y : mx;
   } else {
-    mx = max_z<T, BIAS>(x, bias, s, 0, C, mx);
+    mx = max_z<BIAS>(x, bias, s, 0, C, mx);
   }
   float sum_wz = 0.f;
   if (o.label_smoothing > 0.f) {
     if (split) {
-      sum_wz = weighted_sum_z<T, BIAS>(x, bias, w, s, 0, y) + weighted_sum_z<T, BIAS>(x, bias, w, s, y + 1, C) +
+      sum_wz = weighted_sum_z<BIAS>(x, bias, w, s, 0, y) + weighted_sum_z<BIAS>(x, bias, w, s, y + 1, C) +
                (w ? w[y] : 1.f) * z_y;
     } else {
-      sum_wz = weighted_sum_z<T, BIAS>(x, bias, w, s, 0, C);
+      sum_wz = weighted_sum_z<BIAS>(x, bias, w, s, 0, C);
     }
   }
   // As in PyTorch (x - max): a row whose max is +inf or NaN gives a NaN loss and gradient
   // (inf - inf); only an all -inf row is shifted by 0 instead.
   const float shift = mx == -std::numeric_limits<float>::infinity() ? 0.f : mx;
-  float* e = buf;
-  if constexpr (std::is_same_v<T, float>) {
-    if (g) e = g;
-  }
+  float* e = g ? g : buf;
   float sum;
   if (split) {
     const float e_y = fast_expf(z_y - shift);
-    sum = exp_z<T, BIAS>(x, bias, s, shift, 0, y, e) + exp_z<T, BIAS>(x, bias, s, shift, y + 1, C, e) + e_y;
+    sum = exp_z<BIAS>(x, bias, s, shift, 0, y, e) + exp_z<BIAS>(x, bias, s, shift, y + 1, C, e) + e_y;
     e[y] = e_y;
   } else {
-    sum = exp_z<T, BIAS>(x, bias, s, shift, 0, C, e);
+    sum = exp_z<BIAS>(x, bias, s, shift, 0, C, e);
   }
   const float lse = shift + std::log(sum);
   const float nll = lse - z_y;
@@ -110,20 +107,20 @@ PYCMLT_ALWAYS_INLINE float ce_row_impl(const T* x, int64_t y, const CeOptions& o
     const float e_y = e[y];
     if (w && bc != 0.f) {
 #pragma omp simd
-      for (int64_t j = 0; j < C; ++j) g[j] = store_as<T>(a * e[j] - bc * w[j]);
+      for (int64_t j = 0; j < C; ++j) g[j] = a * e[j] - bc * w[j];
     } else {
 #pragma omp simd
-      for (int64_t j = 0; j < C; ++j) g[j] = store_as<T>(a * e[j] - bc);
+      for (int64_t j = 0; j < C; ++j) g[j] = a * e[j] - bc;
     }
-    g[y] = store_as<T>(a * e_y - bc * (w ? w[y] : 1.f) - grad_scale * s * k.b_target);
+    g[y] = a * e_y - bc * (w ? w[y] : 1.f) - grad_scale * s * k.b_target;
   }
   return k.loss;
 }
 
 PYCMLT_ALWAYS_INLINE float ce_row_float(const float* x, int64_t y, const CeOptions& o, float w_y, float w_total,
                                         float grad_scale, float* buf, float* g) {
-  return o.logit_bias ? ce_row_impl<float, true>(x, y, o, w_y, w_total, grad_scale, buf, g)
-                      : ce_row_impl<float, false>(x, y, o, w_y, w_total, grad_scale, buf, g);
+  return o.logit_bias ? ce_row_impl<true>(x, y, o, w_y, w_total, grad_scale, buf, g)
+                      : ce_row_impl<false>(x, y, o, w_y, w_total, grad_scale, buf, g);
 }
 
 // fp16/bf16 rows are widened into the fp32 scratch row `buf` (C floats), which the fp32 passes then

@@ -17,9 +17,9 @@ from pycmlt.ops._checks import (
     reduction_name,
 )
 from pycmlt.ops._deprecation import deprecated_alias, renamed_keywords
+from pycmlt.ops._recorded_call import RecordedCall
 from pycmlt.ops._registration import call_fused_loss, register_fused_loss, register_native_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights
-from pycmlt.ops._recorded_call import RecordedCall
 from pycmlt.ops.loss_options import BCEOptions
 
 OP_NAME = "class_balanced_bce"

@@ -19,9 +19,9 @@ from pycmlt.ops._checks import (
     reduction_name,
 )
 from pycmlt.ops._deprecation import renamed_keywords
+from pycmlt.ops._recorded_call import RecordedCall
 from pycmlt.ops._registration import call_fused_loss, register_fused_loss, register_native_fused_loss
 from pycmlt.ops.class_balance import class_balanced_weights, ldam_margins, logit_adjustment
-from pycmlt.ops._recorded_call import RecordedCall
 from pycmlt.ops.loss_options import CrossEntropyOptions
 
 OP_NAME = "class_balanced_cross_entropy"
