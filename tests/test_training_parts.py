@@ -59,7 +59,7 @@ def test_atomic_save_keeps_previous_checkpoint_on_failure(tmp_path, monkeypatch)
 
 
 def test_compare_variants_map_to_config_changes():
-    from pycmlt.training.compare import parse_variant
+    from pycmlt.training.variants import parse_variant
 
     assert parse_variant("ce") == ("ce", {})
     assert parse_variant("cmltnet:no-infer") == ("cmltnet", {"use_infer": False, "use_fuse": False})

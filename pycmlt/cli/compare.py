@@ -11,7 +11,9 @@ def add_parser(sub, name):
     p = sub.add_parser(name, help="train several methods with the same seeds and print one table "
                                   "(mean ± std); cmltnet variants: cmltnet:no-align, cmltnet:no-infer, cmltnet:no-fuse "
                                   "cmltnet:no-semantic (ablations), cmltnet:minilm (MiniLM-initialised word table), "
-                                  "cmltnet:text-anchors (text-anchor head), cmltnet:ldam-drw (LDAM-DRW classification loss)")
+                                  "cmltnet:text-anchors (text-anchor head), cmltnet:ldam-drw (LDAM-DRW classification loss); "
+                                  "METHOD@STAGE_ONE builds a second stage on another stage-one variant than ce "
+                                  "(crt@cmltnet: cRT on CMLTNet's fused features)")
     p.add_argument("--methods", nargs="+", required=True, metavar="METHOD")
     add_run_grid_arguments(p, seeds=[0], data_seeds=None, data_seeds_help="dataset split seeds: every (method, "
                            "data seed, seed) is one run (default: --data-seed)")

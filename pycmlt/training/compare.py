@@ -23,27 +23,8 @@ from pycmlt.training.command_line import invoking_command
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.loop import train
 from pycmlt.training.metrics_report import COLUMNS, ML_COLUMNS, format_metrics_table
-from pycmlt.training.recipes import METHODS, RECIPES
 from pycmlt.training.tune import tuned_point
-
-ABLATIONS = {"no-align": {"use_align": False}, "no-infer": {"use_infer": False, "use_fuse": False},
-             "no-fuse": {"use_fuse": False}, "no-semantic": {"semantic_head": False},
-             "minilm": {"word_vectors": "minilm"}, "ldam-drw": {"cls_loss": "ldam-drw"},
-             "text-anchors": {"text_anchors": True}}
-
-
-def parse_variant(name: str) -> tuple[str, dict]:
-    """'cmltnet:no-align' -> ('cmltnet', {'use_align': False}); plain method names map to themselves.
-    Variants of cmltnet: no-align, no-infer, no-fuse, no-semantic (ablations), minilm (word table
-    initialised from MiniLM vectors), ldam-drw (LDAM-DRW classification loss, cosine classifier),
-    text-anchors (the text-anchor head: frozen MiniLM class-text anchors scored against h_v)."""
-    method, _, ablation = name.partition(":")
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r} in {name!r}; methods: {METHODS}")
-    if ablation and (not RECIPES[method].uses_words or ablation not in ABLATIONS):
-        raise ValueError(f"unknown variant {name!r}: variants are cmltnet:{'|'.join(ABLATIONS)}")
-    return method, dict(ABLATIONS.get(ablation, {}))
-
+from pycmlt.training.variants import parse_variant, stage_one_variant, variant_folder
 
 def _check_ints(name: str, values) -> list[int]:
     values = list(values)
@@ -86,7 +67,7 @@ def compare(base: TrainConfig, variants: list[str], seeds: list[int], out_dir: s
     for v in variants:
         parse_variant(v)
     tuned = tuned or {}
-    unknown = sorted(set(tuned) - set(variants) - {RECIPES[parse_variant(v)[0]].stage_one for v in variants})
+    unknown = sorted(set(tuned) - set(variants) - {stage_one_variant(v) for v in variants})
     if unknown:
         raise ValueError(f"tuned overrides for {unknown}, which are not compared (methods: {variants})")
     if reference is not None and reference not in variants:
@@ -95,9 +76,10 @@ def compare(base: TrainConfig, variants: list[str], seeds: list[int], out_dir: s
         raise ValueError("a paired comparison needs at least one method besides the reference")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # A method with a stage_one (crt, tau-norm; logit-adjust, which only adjusts ce's logits post hoc)
-    # is built on that method's model of the same data split and seed, trained first or reused.
-    order = sorted(variants, key=lambda v: RECIPES[parse_variant(v)[0]].stage_one is not None)
+    # A method with a stage one (crt, tau-norm; logit-adjust, which only adjusts ce's logits post hoc)
+    # is built on that variant's model of the same data split and seed (its recipe's stage_one, or
+    # the variant after '@': crt@cmltnet), trained first or reused.
+    order = sorted(variants, key=lambda v: stage_one_variant(v) is not None)
     runs: dict[str, list[dict]] = {}
     run_dirs: dict[str, list[tuple[int, Path]]] = {}
     for variant in order:
@@ -113,12 +95,13 @@ def compare(base: TrainConfig, variants: list[str], seeds: list[int], out_dir: s
                                                          "data_seed": data_seed})
                     continue
                 run_changes = dict(changes)
-                stage_one = RECIPES[method].stage_one
+                stage_one = stage_one_variant(variant)
                 if stage_one is not None:
-                    stage1 = out_dir / stage_one / name
+                    stage1 = out_dir / variant_folder(stage_one) / name
                     if not (stage1 / "model.pt").exists():
-                        train(base.replace(method=stage_one, seed=seed, data_seed=data_seed, out_dir=str(stage1),
-                                           **_overrides(tuned, stage_one)),
+                        one_method, one_changes = parse_variant(stage_one)
+                        train(base.replace(method=one_method, seed=seed, data_seed=data_seed, out_dir=str(stage1),
+                                           **{**_overrides(tuned, stage_one), **one_changes}),
                               resume=(stage1 / CHECKPOINT).exists())
                     run_changes["stage1"] = str(stage1)
                 config = base.replace(method=method, seed=seed, data_seed=data_seed, out_dir=str(run_dir),
@@ -136,7 +119,7 @@ def run_folder(out_dir: str | Path, variant: str, data_seed: int, seed: int, dat
     <variant>/data<d>-seed<s>, or <variant>/seed<s> when the only split is the base config's own."""
     several_splits = list(data_seeds) != [base_data_seed]
     name = f"data{data_seed}-seed{seed}" if several_splits else f"seed{seed}"
-    return Path(out_dir) / variant.replace(":", "-") / name
+    return Path(out_dir) / variant_folder(variant) / name
 
 
 def _overrides(tuned: dict[str, dict], variant: str) -> dict:

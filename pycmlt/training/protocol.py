@@ -27,12 +27,13 @@ from pathlib import Path
 from pycmlt.atomic_write import atomic_write_json
 from pycmlt.errors import ConfigMismatchError
 from pycmlt.training.checkpoint import CHECKPOINT
-from pycmlt.training.compare import compare, parse_variant, run_folder
+from pycmlt.training.compare import compare, run_folder
 from pycmlt.training.command_line import invoking_command
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.recipes import RECIPES
 from pycmlt.training.resume_check import check_resume_config, stored_config
 from pycmlt.training.tune import CRITERIA, check_distinct, grid_points, point_name, tunable_key, tune, tuned_point
+from pycmlt.training.variants import parse_variant
 
 
 def load_grids(path: str | Path, methods: list[str]) -> dict[str, dict[str, list]]:
@@ -122,7 +123,7 @@ def run_protocol(base: TrainConfig, methods: list[str], grids: dict[str, dict[st
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     for method in methods:
         name, changes = parse_variant(method)
-        if changes or RECIPES[name].stage != 1:
+        if changes or "@" in method or RECIPES[name].stage != 1:
             raise ValueError(f"the protocol tunes stage-one methods (not variants or second stages): {method!r}")
     if len(set(methods)) != len(methods) or len(methods) < 2:
         raise ValueError(f"give at least two distinct methods, got {methods}")

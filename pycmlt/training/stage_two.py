@@ -2,7 +2,11 @@
 as their recipe's second_stage says (training/recipes.py; Kang et al. 2020, Menon et al. 2021):
 
   retrain-classifier (crt): a new classifier trained with plain CE on the frozen features, with
-      class-balanced sampling; batch-norm keeps stage one's statistics. It checkpoints every epoch
+      class-balanced sampling; batch-norm keeps stage one's statistics. On a CMLTNet the features are
+      the fused [h_v, psi(s)], and the temperatures of its extra logit heads (semantic head, text-anchor
+      head) train with the classifier, so that the balanced stage re-weighs visual against semantic
+      evidence (they start at their stage-one strength: times ldam_scale when stage one trained
+      with LDAM-DRW, whose loss multiplied every logit by it). It checkpoints every epoch
       and resumes like stage one. Under torchrun every rank trains in step on its share of the
       class-balanced draws (the sampler is split across ranks, DDP averages the classifier's
       gradients) and rank 0 alone writes the checkpoint, best.pt and the outputs.
@@ -12,6 +16,7 @@ as their recipe's second_stage says (training/recipes.py; Kang et al. 2020, Meno
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
@@ -19,7 +24,8 @@ from pycmlt.models import tau_normalize_
 from pycmlt.models.heads import build_classifier
 from pycmlt.training.checkpoint import load_model
 from pycmlt.training.objective import CMLTNetObjective
-from pycmlt.training.recipes import RECIPES, cosine_scale
+from pycmlt.training.config import TrainConfig
+from pycmlt.training.recipes import RECIPES, classification_recipe, cosine_scale
 from pycmlt.training.run_state import RunState, StageResult
 from pycmlt.training.trainer import Trainer, fit, make_loader
 
@@ -37,14 +43,35 @@ def train_stage_two(run: RunState) -> StageResult:
         return StageResult(model, [])
     if kind != "retrain-classifier":
         raise ValueError(f"method {config.method!r}: unknown second stage {kind!r} in its recipe")
-    return fit(run, _classifier_retraining(run, model))
+    return fit(run, _classifier_retraining(run, model, meta))
 
 
-def _classifier_retraining(run: RunState, model) -> Trainer:
-    """cRT: the stage-one model with its features frozen and a new classifier to train."""
+def head_temperatures(model) -> list[torch.nn.Parameter]:
+    """The learned log-temperatures of a CMLTNet's extra logit heads (semantic head, text-anchor head)."""
+    found = [getattr(model, "semantic_log_scale", None)]
+    if getattr(model, "anchor_head", None) is not None:
+        found.append(model.anchor_head.log_scale)
+    return [p for p in found if p is not None]
+
+
+def stage_one_logit_scale(meta: dict, multi_label: bool) -> float:
+    """The factor stage one's loss applied to the model's logits: ldam_scale under LDAM-DRW, else 1."""
+    stage_one = TrainConfig.from_dict(meta["train_config"])
+    recipe = RECIPES[classification_recipe(stage_one, multi_label)]
+    return stage_one.ldam_scale if recipe.loss == "ldam-drw" else 1.0
+
+
+def _classifier_retraining(run: RunState, model, meta: dict) -> Trainer:
+    """cRT: the stage-one model with its features frozen, a new classifier and the extra heads'
+    temperatures to train."""
     config = run.config
     for p in model.parameters():
         p.requires_grad_(False)
+    temperatures = head_temperatures(model)
+    with torch.no_grad():  # a resumed run then loads the trained values from its checkpoint
+        for p in temperatures:
+            p.add_(math.log(stage_one_logit_scale(meta, run.data.multi_label)))
+            p.requires_grad_(True)
     torch.manual_seed(config.seed)
     crt = config.replace(epochs=config.crt_epochs, class_balanced_sampling=True, warmup_epochs=0)
     # The new classifier is trained with the recipe's loss (plain CE), so a cosine one gets that loss's
@@ -55,8 +82,10 @@ def _classifier_retraining(run: RunState, model) -> Trainer:
                                         mc.cosine_scale, mc.learn_cosine_scale).to(run.device)
     objective = CMLTNetObjective(crt, model, run.data.class_counts, None, run.data.multi_label,
                                  classification_only=True).to(run.device)
-    optimizer = torch.optim.SGD(model.classifier.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    groups = [{"params": list(model.classifier.parameters())}]
+    if temperatures:  # no weight decay: it would pull the temperatures towards 1
+        groups.append({"params": temperatures, "weight_decay": 0.0})
+    optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     sampler, loader = make_loader(run, crt, class_balanced=True, drop_last=False)
     return Trainer(crt, model, objective, optimizer, sampler, loader, frozen_features=True)
 
