@@ -191,7 +191,6 @@ def test_out_of_range_target_raises_under_compile_with_triton(op):
         fn(bad)
 
 
-
 @pytest.mark.skipif("cpu" not in ops.available_backends("cpu"), reason="needs the C++ extension")
 def test_large_cpu_outputs_with_huge_page_advice_are_correct():
     """Gradients of 32 MiB and more are allocated with madvise(MADV_HUGEPAGE) (csrc/cpu/empty_output.h)."""

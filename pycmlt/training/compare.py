@@ -26,6 +26,7 @@ from pycmlt.training.metrics_report import COLUMNS, ML_COLUMNS, format_metrics_t
 from pycmlt.training.tune import tuned_point
 from pycmlt.training.variants import parse_variant, stage_one_variant, variant_folder
 
+
 def _check_ints(name: str, values) -> list[int]:
     values = list(values)
     if not values or len(set(values)) != len(values) or not all(isinstance(v, int) for v in values):

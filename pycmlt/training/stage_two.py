@@ -68,10 +68,12 @@ def _classifier_retraining(run: RunState, model, meta: dict) -> Trainer:
     for p in model.parameters():
         p.requires_grad_(False)
     temperatures = head_temperatures(model)
-    with torch.no_grad():  # a resumed run then loads the trained values from its checkpoint
-        for p in temperatures:
-            p.add_(math.log(stage_one_logit_scale(meta, run.data.multi_label)))
-            p.requires_grad_(True)
+    if temperatures:
+        shift = math.log(stage_one_logit_scale(meta, run.data.multi_label))
+        with torch.no_grad():  # a resumed run then loads the trained values from its checkpoint
+            for p in temperatures:
+                p.add_(shift)
+                p.requires_grad_(True)
     torch.manual_seed(config.seed)
     crt = config.replace(epochs=config.crt_epochs, class_balanced_sampling=True, warmup_epochs=0)
     # The new classifier is trained with the recipe's loss (plain CE), so a cosine one gets that loss's
