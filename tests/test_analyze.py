@@ -182,6 +182,25 @@ def test_analyze_cli_writes_the_json_and_the_figures(two_runs, analyzed):
             assert im.width > 400 and im.height > 400
 
 
+def test_analyze_scores_each_head_of_a_cmltnet(two_runs, analyzed):
+    from pycmlt.training.checkpoint import load_run
+    from pycmlt.training.loop import load_datasets
+    from pycmlt.training.model_evaluation import collect_outputs
+
+    runs = analyzed[1]["runs"]
+    assert "heads" not in runs["ce"]  # one head: nothing to decompose
+    heads = runs["cmltnet"]["heads"]
+    assert set(heads) == {"all", "classifier only", "semantic only"}
+    assert heads["all"]["top1"] == pytest.approx(runs["cmltnet"]["test_top1"])
+    model, meta, config = load_run(two_runs[1])
+    _, test_set = load_datasets(config)
+    out = collect_outputs(model, test_set, ("s",), batch_size=64, device=torch.device("cpu"), progress=False)
+    with torch.no_grad():
+        prototypes = torch.nn.functional.normalize(model.class_prototypes(), dim=1)
+        semantic_pred = (torch.nn.functional.normalize(out["s"], dim=1) @ prototypes.t()).argmax(1)
+    assert heads["semantic only"]["top1"] == pytest.approx(float((semantic_pred == out["labels"]).double().mean()))
+
+
 @pytest.mark.parametrize("run", ["ce", "cmltnet"])
 def test_analyze_statistics_are_those_of_the_run_features(two_runs, analyzed, run):
     from pycmlt.training.checkpoint import load_run

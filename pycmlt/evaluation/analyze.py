@@ -1,10 +1,13 @@
 """analyze_runs (`pycmlt analyze`): the CMLTNet paper's two case studies for trained run folders that
 share a dataset, side by side: the distribution of the test features per shot group
 (feature_distribution.png + the numbers in analysis.json, see pycmlt.evaluation.feature_stats) and Grad-CAM
-attention on few-shot test images (attention.png), with the words each CMLTNet infers for them."""
+attention on few-shot test images (attention.png), with the words each CMLTNet infers for them. For a
+CMLTNet with more than one head, analysis.json also scores each head alone and the sum without each
+(pycmlt.evaluation.head_contributions): whether the words' heads recognise any class, and which."""
 from __future__ import annotations
 
 import importlib.util
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +18,7 @@ from pycmlt.data.cache import write_json_atomic
 from pycmlt.evaluation.analysis_plots import plot_attention_grid, plot_feature_distribution
 from pycmlt.evaluation.attention import grad_cam
 from pycmlt.evaluation.feature_stats import shot_group_feature_stats, subsample, tsne_2d
+from pycmlt.evaluation.head_contributions import head_contributions
 from pycmlt.evaluation.classification_metrics import shot_groups
 from pycmlt.training.checkpoint import load_run
 from pycmlt.training.model_evaluation import collect_outputs
@@ -89,6 +93,18 @@ def _log(progress: bool, message: str) -> None:
         print(message, flush=True)
 
 
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+@torch.no_grad()
+def _heads(model, out: dict, device) -> dict[str, torch.Tensor]:
+    """The run's per-head test logits (CMLTNet.head_logits) from its collected h_v and s, on the CPU."""
+    s = out["s"].to(device) if out["s"] is not None else None
+    heads, _ = model.head_logits(out["h_v"].to(device), s)
+    return {name: logits.float().cpu() for name, logits in heads.items()}
+
+
 def analyze_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, num_images: int = 8,
                  max_points: int = 1000, num_words: int = 3, features: str = "classifier",
                  device: str | torch.device = "auto", seed: int = 0, data_root: str | None = None,
@@ -150,14 +166,15 @@ def analyze_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, num_ima
     tsne_panels, attention_columns = {}, {}
     for name, run_dir, model, config in zip(names, run_dirs, models, configs):
         _log(progress, f"analyze {name}: test features")
-        out = collect_outputs(model, test_set, ("logits", FEATURES[features]), batch_size=max(256, config.batch_size),
-                              device=device, progress=progress)
+        out = collect_outputs(model, test_set, ("logits", FEATURES[features], "h_v", "s"),
+                              batch_size=max(256, config.batch_size), device=device, progress=progress)
         if len(out["labels"]) != len(test_set):
             raise ValueError(f"{len(test_set) - len(out['labels'])} test images could not be read: the analysis "
                              "needs every test image")
         feats = out[FEATURES[features]]
         stats = shot_group_feature_stats(feats, out["labels"], counts)
         test_pred = evaluation_logits(config, out["logits"], counts).argmax(1)
+        heads = _heads(model, out, device)
         _log(progress, f"analyze {name}: t-SNE of {len(points)} points")
         coords = tsne_2d(feats[points], seed)
         tsne_panels[name] = {"coords": coords, "groups": group_of_class[out["labels"][points].numpy()],
@@ -175,9 +192,14 @@ def analyze_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, num_ima
             "run_dir": str(run_dir), "method": config.method,
             "groups": stats,
             "test_top1": float((test_pred == out["labels"]).double().mean()),
+            **({"heads": head_contributions(heads, out["labels"], counts,
+                                            partial(evaluation_logits, config, class_counts=counts))}
+               if len(heads) > 1 else {}),
             "attention": [{"index": i, "predicted": classes[p], "correct": ok,
                            **({"words": w} if words is not None else {})}
                           for i, p, ok, w in zip(shown, predicted, correct, words or [None] * len(shown))]}
+        for combo, acc in analysis["runs"][name].get("heads", {}).items():
+            _log(progress, f"analyze {name}: {combo}: top-1 {_pct(acc['top1'])}, few {_pct(acc['few'])}")
 
     n_points = f"{len(points)} of {len(test_set)}" if len(points) < len(test_set) else f"all {len(test_set)}"
     plot_feature_distribution(tsne_panels, out_dir / FEATURE_FIGURE,

@@ -144,16 +144,26 @@ class CMLTNet(nn.Module):
         """[C, e] each class's point in the word space: its word profile applied to the word table."""
         return self.class_words @ self.word_table
 
-    def classify(self, h_v: torch.Tensor, s: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def head_logits(self, h_v: torch.Tensor, s: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Each head's logits [B, C] ("classifier", and "semantic" / "text_anchors" when the model has
+        them; the model's logits are their sum, in this order) and the classifier input f."""
         features = self.fusion(h_v, s) if self.fusion is not None else h_v
-        logits = self.classifier(features)
+        heads = {"classifier": self.classifier(features)}
         if self.config.semantic_head:
             # Classes are also recognised through their descriptions: a tail class seen in few images
             # still has a word profile, and phi (trained on every class's images) maps into that space.
             semantic = F.normalize(s, dim=1) @ F.normalize(self.class_prototypes(), dim=1).t()
-            logits = logits + self.semantic_log_scale.exp() * semantic
+            heads["semantic"] = self.semantic_log_scale.exp() * semantic
         if self.anchor_head is not None:
-            logits = logits + self.anchor_head(h_v)
+            heads["text_anchors"] = self.anchor_head(h_v)
+        return heads, features
+
+    def classify(self, h_v: torch.Tensor, s: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        heads, features = self.head_logits(h_v, s)
+        logits = heads["classifier"]
+        for name in ("semantic", "text_anchors"):
+            if name in heads:
+                logits = logits + heads[name]
         return logits, features
 
     def forward(self, images: torch.Tensor, word_ids: torch.Tensor | None = None,

@@ -25,7 +25,8 @@ def collect_outputs(model: CMLTNet, dataset, fields: tuple[str, ...], *, batch_s
     """The model's outputs `fields` (CMLTNetOutput attribute names, e.g. "logits", "features", "s") for
     every example of `dataset`, from its images alone, as float CPU tensors (None for a field the model
     does not produce), plus "labels", "words" (the examples' word ids) and "indices" (the dataset
-    indices of the rows: unreadable images are skipped)."""
+    indices of the rows: unreadable images are skipped). A field named twice is collected once."""
+    fields = tuple(dict.fromkeys(fields))
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
     parts = {name: [] for name in fields}
