@@ -19,6 +19,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from benchmarks.harness import RESULTS_DIR, fmt, machine_line, markdown_report
+from pycmlt.evaluation.pyplot import pyplot
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 README = REPO_ROOT / "README.md"
@@ -105,15 +106,6 @@ def load_latest(results_dir: Path, quick: bool = False) -> list[dict]:
 
 # ------------------------------------------------------------------------------------ plots
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _plain_log_ticks(axis) -> None:
     """Log-scale tick labels as plain numbers (0.5, 2, 100) rather than powers of ten."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -130,7 +122,7 @@ def _save(fig, path: Path, payload: dict, what: str, *, suptitle: bool = True) -
         fig.axes[0].set_title(_title(payload, what), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    _plt().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -148,7 +140,7 @@ def _title(payload: dict, what: str) -> str:
 
 def plot_times(payload: dict, path: Path) -> Path:
     """One panel per case: forward, backward and forward+backward time of each provider."""
-    plt = _plt()
+    plt = pyplot()
     cases = payload["cases"]
     cols = min(3, len(cases))
     rows = math.ceil(len(cases) / cols)
@@ -215,7 +207,7 @@ def plot_scaling(payload: dict, path: Path) -> Path | None:
     axis, groups = scaling_groups(payload)
     if not groups:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4.2), squeeze=False)
     for ax, (label, cases) in zip(axes.flat, groups):
         _provider_lines(ax, cases, axis, lambda m, c: m["fwd_bwd_ms"])
@@ -233,7 +225,7 @@ def plot_memory_vs_n(payload: dict, path: Path) -> Path | None:
     if not any(_ok(m) and m.get("peak_bytes") for c in cases for m in c["measurements"]):
         return None
     kinds = list(OrderedDict.fromkeys(c.get("kind", "") for c in cases))
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 4.2), squeeze=False)
     for ax, kind in zip(axes.flat, kinds):
         group = sorted([c for c in cases if c.get("kind", "") == kind], key=lambda c: c["n"])
@@ -256,7 +248,7 @@ def plot_bandwidth(payload: dict, path: Path) -> Path | None:
     rows = [r for r in rows if r[2] is not None]
     if not bw or not rows:
         return None
-    plt = _plt()
+    plt = pyplot()
     cases = list(OrderedDict.fromkeys(r[0] for r in rows))
     providers = list(OrderedDict.fromkeys(r[1] for r in rows))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(cases) * len(providers) / 3), 4.4))
@@ -274,7 +266,7 @@ def plot_bandwidth(payload: dict, path: Path) -> Path | None:
 
 def plot_index(payload: dict, path: Path) -> Path:
     """Queries per second against recall@k, per provider, for each vocabulary."""
-    plt = _plt()
+    plt = pyplot()
     cases = payload["cases"]
     fig, axes = plt.subplots(1, len(cases), figsize=(5.6 * len(cases), 4.4), squeeze=False)
     for ax, case in zip(axes.flat, cases):
@@ -295,7 +287,7 @@ def plot_index(payload: dict, path: Path) -> Path:
 
 def plot_train_step(payload: dict, path: Path) -> Path:
     """Step time per configuration and backend, split into the losses (profiler) and the rest."""
-    plt = _plt()
+    plt = pyplot()
     rows = [(f"{c['name']}\n{m['provider']}", m) for c in payload["cases"] for m in c["measurements"] if _ok(m)]
     fig, ax = plt.subplots(figsize=(9.0, 1.2 + 0.55 * max(1, len(rows))))
     for i, (_, m) in enumerate(rows):
@@ -319,7 +311,7 @@ def plot_grid_heatmap(payload: dict, path: Path) -> Path:
     import numpy as np
     from matplotlib.colors import LogNorm
 
-    plt = _plt()
+    plt = pyplot()
     groups: OrderedDict[tuple, list[dict]] = OrderedDict()
     for case in payload["cases"]:
         groups.setdefault((case["variant"], case["dtype"].replace("torch.", "")), []).append(case)
@@ -351,7 +343,7 @@ def plot_grid_heatmap(payload: dict, path: Path) -> Path:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="speed-up over eager (fwd+bwd)")
     fig.suptitle(_title(payload, "pycmlt speed-up over eager PyTorch by (N, C)"), fontsize=10)
     fig.savefig(path, dpi=90)
-    _plt().close(fig)
+    pyplot().close(fig)
     return path
 
 

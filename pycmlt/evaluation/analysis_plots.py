@@ -7,17 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pycmlt.evaluation.pyplot import pyplot
+
 GROUP_COLOURS = {"many": "#4C72B0", "medium": "#8FBF6A", "few": "#D62728"}
 GROUP_LABELS = {"many": "many-shot (>100)", "medium": "medium-shot (20-100)", "few": "few-shot (<20)"}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -42,7 +35,7 @@ def plot_feature_distribution(panels: dict[str, dict], path: str | Path, title: 
     "stats": shot_group_feature_stats(...)}. Top row: the t-SNE of each run, few-shot (tail) points
     drawn larger, outlined and on top; bottom row: each group's intra-class similarity and nearest-
     class margin (one y scale for every run)."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(panels)
     fig, axes = plt.subplots(2, len(names), figsize=(4.6 * len(names), 8.2), squeeze=False,
                              gridspec_kw={"height_ratios": [3, 1.6]})
@@ -108,7 +101,7 @@ def plot_attention_grid(images: np.ndarray, row_titles: list[str], columns: dict
     input, then one column per run with its heatmap over the image (opacity grows with the heat, so a
     map without support for the class leaves the image bare) and, for a CMLTNet with word inference,
     the words it infers under it."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(columns)
     has_words = any(c.get("words") is not None for c in columns.values())
     rows, cols = len(images), 1 + len(names)

@@ -5,16 +5,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pycmlt.evaluation.pyplot import pyplot
+
 
 def plot_per_class_accuracy(results: dict[str, list[float | None]], train_counts, path: str | Path,
                             title: str = "Per-class accuracy vs. training frequency") -> Path:
     """One line per method of per-class test accuracy, classes sorted from head to tail, with the
     training counts (log scale) behind them and the shot-group boundaries marked. Saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     counts = np.asarray(train_counts, dtype=float)
     order = np.argsort(-counts, kind="stable")
     x = np.arange(len(order))
