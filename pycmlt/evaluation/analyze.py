@@ -23,6 +23,7 @@ from pycmlt.evaluation.classification_metrics import shot_groups
 from pycmlt.training.checkpoint import load_run
 from pycmlt.training.model_evaluation import collect_outputs
 from pycmlt.training.loop import load_datasets, resolve_device
+from pycmlt.training.metrics_report import percent
 from pycmlt.training.model_evaluation import evaluation_logits
 
 ANALYSIS = "analysis.json"
@@ -91,10 +92,6 @@ def tail_examples(labels: torch.Tensor, train_counts: torch.Tensor, num_images: 
 def _log(progress: bool, message: str) -> None:
     if progress:
         print(message, flush=True)
-
-
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 @torch.no_grad()
@@ -199,7 +196,7 @@ def analyze_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, num_ima
                            **({"words": w} if words is not None else {})}
                           for i, p, ok, w in zip(shown, predicted, correct, words or [None] * len(shown))]}
         for combo, acc in analysis["runs"][name].get("heads", {}).items():
-            _log(progress, f"analyze {name}: {combo}: top-1 {_pct(acc['top1'])}, few {_pct(acc['few'])}")
+            _log(progress, f"analyze {name}: {combo}: top-1 {percent(acc['top1'])} %, few {percent(acc['few'])} %")
 
     n_points = f"{len(points)} of {len(test_set)}" if len(points) < len(test_set) else f"all {len(test_set)}"
     plot_feature_distribution(tsne_panels, out_dir / FEATURE_FIGURE,

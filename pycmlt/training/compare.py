@@ -22,7 +22,7 @@ from pycmlt.training.checkpoint import CHECKPOINT
 from pycmlt.training.command_line import invoking_command
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.loop import train
-from pycmlt.training.metrics_report import COLUMNS, ML_COLUMNS, format_metrics_table
+from pycmlt.training.metrics_report import COLUMNS, ML_COLUMNS, format_metrics_table, percent
 from pycmlt.training.tune import tuned_point
 from pycmlt.training.variants import parse_variant, stage_one_variant, variant_folder
 
@@ -211,8 +211,9 @@ def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], 
     if tuned:
         md += ["## Hyper-parameters chosen on val (`pycmlt tune`; the rest as in the command)", "",
                "| method | chosen on val | val top-1 | val few | grid points |", "|---|---|---:|---:|---:|"]
-        md += [f"| {v} | {', '.join(f'{k}={x}' for k, x in t['overrides'].items())} | {_pct(t['val'].get('top1'))} | "
-               f"{_pct(t['val'].get('few'))} | {t['points']} |" for v, t in tuned.items()]
+        md += [f"| {v} | {', '.join(f'{k}={x}' for k, x in t['overrides'].items())} | "
+               f"{percent(t['val'].get('top1'))} | {percent(t['val'].get('few'))} | {t['points']} |"
+               for v, t in tuned.items()]
         md += [""]
     md += [f"Command: `{command}`", ""]
     atomic_write_text(out_dir / "compare.md", "\n".join(md))
@@ -221,10 +222,6 @@ def summarise(runs: dict[str, list[dict]], base: TrainConfig, seeds: list[int], 
                                 title=f"{base.dataset}: per-class accuracy (mean over seeds)")
     print(table)
     return summary
-
-
-def _pct(value) -> str:
-    return "—" if value is None else f"{100 * value:.1f}"
 
 
 def _brief(result: dict) -> dict:

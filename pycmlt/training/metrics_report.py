@@ -12,8 +12,9 @@ COLUMNS = [("top1", "top-1"), ("mean_class_accuracy", "mean class acc"), ("many"
 ML_COLUMNS = [("mAP", "mAP"), ("macro_f1", "macro F1"), ("micro_f1", "micro F1")]
 
 
-def _pct(v) -> str:
-    return "—" if v is None else f"{100 * v:.1f}"
+def percent(value) -> str:
+    """A metric (a fraction, or None where it does not apply) as a percentage with one decimal, "—" if None."""
+    return "—" if value is None else f"{100 * value:.1f}"
 
 
 def format_metrics_table(results: dict[str, dict], stds: dict[str, dict] | None = None) -> str:
@@ -28,12 +29,12 @@ def format_metrics_table(results: dict[str, dict], stds: dict[str, dict] | None 
         sd = (stds or {}).get(method, {})
         cells = [method]
         for key, _ in cols:
-            cell = _pct(m.get(key))
+            cell = percent(m.get(key))
             if key in sd and sd[key] is not None:
                 cell += f" ± {100 * sd[key]:.1f}"
             cells.append(cell)
         for k in word_ks:
-            cells.append(_pct(m.get("words", {}).get(f"recall@{k}")))
+            cells.append(percent(m.get("words", {}).get(f"recall@{k}")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
