@@ -11,7 +11,7 @@ from test_training import tiny_config
 import pycmlt
 from pycmlt.cli import main
 from pycmlt.training import load_model
-from pycmlt.training.variants import parse_variant, stage_one_variant, variant_folder
+from pycmlt.training.variants import parse_variant, stage_one_variant, uses_words, variant_folder
 
 
 def test_variant_names_say_what_a_second_stage_builds_on():
@@ -20,6 +20,8 @@ def test_variant_names_say_what_a_second_stage_builds_on():
     assert stage_one_variant("crt") == "ce" and stage_one_variant("tau-norm@ldam-drw") == "ldam-drw"
     assert stage_one_variant("cmltnet:no-align") is None and stage_one_variant("ldam-drw") is None
     assert variant_folder("crt@cmltnet:no-fuse") == "crt-on-cmltnet-no-fuse"
+    assert uses_words("crt@cmltnet:no-fuse") and uses_words("cmltnet:no-align") and uses_words("cmltnet")
+    assert not any(map(uses_words, ("crt@ldam-drw", "crt", "ldam-drw", "logit-adjust")))
     for bad, message in [("ce@cmltnet", "only .* build on a stage-one model"),
                          ("crt:no-align@cmltnet", "unknown variant"),
                          ("crt@crt", "not a stage-one method"), ("crt@logit-adjust", "not a stage-one method"),

@@ -98,3 +98,53 @@ def test_the_tuned_run_of_the_tuning_split_is_reused_with_the_same_result(tmp_pa
     for key in ("top1", "few", "many", "selected_epoch", "per_class"):
         assert reused[key] == fresh[key], key
 
+
+
+def test_a_second_stage_is_tuned_through_its_stage_one_and_can_be_the_reference(tmp_path):
+    """crt@ce gets no grid: its val score is cRT with its defaults on ce's tuned-point tuning run (test
+    never built), it counts as a baseline, and its compare run builds on ce's compare run."""
+    grids = tmp_path / "grids.json"
+    grids.write_text(json.dumps({"ce": {"lr": [0.3, 0.01]}, "balanced-softmax": {"weight_decay": [0.0, 0.001]}}))
+    out = tmp_path / "p"
+    assert main(protocol_args(out, grids, "--methods", "ce", "balanced-softmax", "crt@ce", "--data-seeds", "0",
+                              "--seeds", "0", "--bootstrap", "200")) == 0
+    record = json.loads((out / "protocol.json").read_text())
+    crt = record["tuned"]["crt@ce"]
+    assert crt["overrides"] == {} and crt["tuned_through"] == "ce" and crt["points"] == 2
+    ce_point = json.loads((out / "tune" / "ce" / "tune.json").read_text())["best"]["run"]
+    tuning_run = out / "tune" / "crt-on-ce" / "defaults"
+    config = json.loads((tuning_run / "config.json").read_text())
+    assert config["method"] == "crt" and config["stage1"] == str(out / "tune" / "ce" / ce_point)
+    assert not (tuning_run / "predictions.npz").exists()              # val only: test never built
+    assert crt["val"] == json.loads((out / "tune" / "crt-on-ce" / "tune.json").read_text())["best"]["val"]
+    tuned = record["tuned"]
+    best = max(tuned, key=lambda m: (tuned[m]["val"]["few"] if tuned[m]["val"].get("few") is not None else -1,
+                                     tuned[m]["val"]["top1"]))
+    assert record["reference"] == best
+    compared = json.loads((out / "compare" / "crt-on-ce" / "seed0" / "config.json").read_text())
+    assert compared["stage1"] == str(out / "compare" / "ce" / "seed0")
+
+
+def test_second_stage_names_are_checked_before_anything_trains(tmp_path):
+    from pycmlt.training.protocol import check_protocol_methods
+
+    with pytest.raises(ValueError, match=r"stage one 'ldam-drw', which must also be one of the methods"):
+        check_protocol_methods(["ce", "crt@ldam-drw"])
+    for name in ("crt", "cmltnet:no-align"):
+        with pytest.raises(ValueError, match="not variants or bare second stages"):
+            check_protocol_methods(["ce", name])
+    with pytest.raises(ValueError, match="unknown method"):
+        check_protocol_methods(["ce", "crt@nope"])
+    check_protocol_methods(["ldam-drw", "cmltnet", "crt@ldam-drw", "crt@cmltnet"])
+    grids = tmp_path / "grids.json"
+    grids.write_text(json.dumps({"ce": {"lr": [0.1, 0.05]}, "crt@ce": {"lr": [0.1, 0.05]}}))
+    with pytest.raises(ValueError, match=r"\['crt@ce'\] are tuned through their stage one"):
+        load_grids(grids, ["ce", "crt@ce"])
+    grids.write_text(json.dumps({"ce": {"lr": [0.1, 0.05]}}))
+    assert load_grids(grids, ["ce", "crt@ce"]) == {"ce": {"lr": [0.1, 0.05]}}
+
+
+def test_a_second_stage_on_a_word_model_is_not_a_baseline():
+    tuned = {"ldam-drw": {"val": {"top1": 0.3, "few": 0.1}}, "crt@ldam-drw": {"val": {"top1": 0.3, "few": 0.2}},
+             "cmltnet": {"val": {"top1": 0.3, "few": 0.3}}, "crt@cmltnet": {"val": {"top1": 0.4, "few": 0.4}}}
+    assert choose_reference(tuned, "few") == "crt@ldam-drw"

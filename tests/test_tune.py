@@ -48,6 +48,7 @@ def test_grid_parsing_and_errors(tmp_path, capsys):
     assert parse_grid(["lr=0.1,0.05", "use-align=true,false", "cls-loss=none,ce"]) == \
         {"lr": [0.1, 0.05], "use_align": [True, False], "cls_loss": [None, "ce"]}
     assert point_name({"lr": 0.1, "cls_loss": None}) == "lr=0.1_cls_loss=None"
+    assert point_name({}) == "defaults"  # the one point of an empty grid
     for grid, message in ((["lr"], "expects key=v1,v2"), (["nope=1"], "not a tunable TrainConfig key"),
                           (["out-dir=a,b"], "not a tunable"), (["epochs=two"], "'two' is not a valid int"),
                           (["lr=0.1,0.1"], "repeated value"), (["lr=1", "lr=2"], "given twice")):

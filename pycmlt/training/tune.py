@@ -79,13 +79,17 @@ def _parse_value(name: str, hint, text: str):
 
 
 def point_name(overrides: dict) -> str:
-    """A folder name naming the overrides, e.g. 'lr=0.1_use_align=False'."""
+    """A folder name naming the overrides, e.g. 'lr=0.1_use_align=False'; 'defaults' for none (the
+    one point of an empty grid)."""
+    if not overrides:
+        return "defaults"
     text = "_".join(f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in overrides.items())
     return re.sub(r"[^A-Za-z0-9.=_+-]", "-", text)
 
 
 def tune(base: TrainConfig, grid: dict[str, list], out_dir: str | Path, criterion: str = "top1") -> dict:
-    """Trains every grid point on val only; writes tune.json and best_config.json into out_dir."""
+    """Trains every grid point on val only; writes tune.json and best_config.json into out_dir. An empty
+    grid is one point, `base` itself (the protocol scores a second stage this way, on its tuned stage one)."""
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     out_dir = Path(out_dir)

@@ -49,6 +49,14 @@ def stage_one_variant(name: str) -> str | None:
     return built_on if at else RECIPES[method].stage_one
 
 
+def uses_words(name: str) -> bool:
+    """Whether the variant's model learned from words: a cmltnet variant, or a second stage built on
+    one ('crt@cmltnet'); not a baseline, nor a second stage on a baseline ('crt@ldam-drw')."""
+    method, _ = parse_variant(name)
+    _, at, built_on = name.partition("@")
+    return uses_words(built_on) if at else RECIPES[method].uses_words
+
+
 def variant_folder(name: str) -> str:
     """The folder name of a variant's runs: 'cmltnet:no-align' -> 'cmltnet-no-align', 'crt@cmltnet' ->
     'crt-on-cmltnet'."""
