@@ -49,7 +49,7 @@ def test_logit_adjust_builds_on_a_stage_one_model_only_when_given_one():
 
 
 @pytest.mark.parametrize("config, multi_label, recipe", [
-    (TrainConfig(method="cmltnet"), False, "balanced-softmax"),
+    (TrainConfig(method="cmltnet"), False, "ldam-drw"),
     (TrainConfig(method="cmltnet"), True, "cb-focal"),
     (TrainConfig(method="cmltnet", cls_loss="logit-adjust"), False, "logit-adjust"),
     (TrainConfig(method="crt", stage1="runs/ce"), False, "crt"),

@@ -209,7 +209,7 @@ def test_resume_refuses_a_different_config_and_keeps_config_json(tmp_path):
     stored = (tmp_path / "run" / "config.json").read_text()
     with pytest.raises(ConfigMismatchError, match="batch_size: 16 -> 8; lr: 0.05 -> 0.01.*--allow-config-change"):
         pycmlt.train(tiny_config(tmp_path, epochs=1, lr=0.01, batch_size=8), resume=True)
-    with pytest.raises(ConfigMismatchError, match="different backbone, method .*another out_dir"):
+    with pytest.raises(ConfigMismatchError, match="different backbone, cls_loss, method .*another out_dir"):
         pycmlt.train(tiny_config(tmp_path, epochs=1, method="cmltnet", backbone="resnet32"), resume=True,
                      allow_config_change=["epochs"])
     with pytest.raises(ValueError, match="cannot change on resume"):

@@ -74,10 +74,14 @@ def test_compare_variants_map_to_config_changes():
 def test_cmltnet_classifier_and_semantic_scale_follow_the_classification_loss():
     from pycmlt.training.model_setup import model_config
 
-    linear = model_config(TrainConfig(method="cmltnet"), num_classes=5, vocab_size=7)
+    linear = model_config(TrainConfig(method="cmltnet", cls_loss="balanced-softmax"), num_classes=5, vocab_size=7)
     assert linear.classifier == "linear" and linear.semantic_scale == 10.0
-    # LDAM scales cosine logits by ldam_scale: the semantic cosine scores start on that scale too
-    cosine = model_config(TrainConfig(method="cmltnet", cls_loss="ldam-drw"), num_classes=5, vocab_size=7)
-    assert cosine.classifier == "cosine" and cosine.semantic_scale == 1.0 and cosine.semantic_head
+    # LDAM (the default) scales cosine logits by ldam_scale: the semantic cosine scores start on that scale too
+    for config in (TrainConfig(method="cmltnet"), TrainConfig(method="cmltnet", cls_loss="ldam-drw")):
+        cosine = model_config(config, num_classes=5, vocab_size=7)
+        assert cosine.classifier == "cosine" and cosine.semantic_scale == 1.0 and cosine.semantic_head
+    # on multi-label data the default is cb-focal, with its linear classifier
+    multi = model_config(TrainConfig(method="cmltnet"), num_classes=5, vocab_size=7, multi_label=True)
+    assert multi.classifier == "linear" and multi.semantic_scale == 10.0
     plain = model_config(TrainConfig(method="ce"), num_classes=5, vocab_size=7)
     assert not (plain.use_align or plain.use_infer or plain.semantic_head) and plain.vocab_size == 0

@@ -123,4 +123,4 @@ def test_cmltnet_default_classification_loss_works_on_multi_label_data():
     value = loss(torch.randn(4, 3), torch.tensor([[1.0, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]]))
     assert torch.isfinite(value)
     assert ClassificationLoss(TrainConfig(method="cmltnet"), torch.tensor([9.0, 3.0, 1.0]),
-                              multi_label=False).recipe == "balanced-softmax"
+                              multi_label=False).recipe == "ldam-drw"

@@ -11,7 +11,9 @@ def add_parser(sub, name):
     p = sub.add_parser(name, help="train several methods with the same seeds and print one table "
                                   "(mean ± std); cmltnet variants: cmltnet:no-align, cmltnet:no-infer, cmltnet:no-fuse "
                                   "cmltnet:no-semantic (ablations), cmltnet:minilm (MiniLM-initialised word table), "
-                                  "cmltnet:text-anchors (text-anchor head), cmltnet:ldam-drw (LDAM-DRW classification loss); "
+                                  "cmltnet:text-anchors (text-anchor head), cmltnet:balanced-softmax (balanced "
+                                  "softmax instead of the default LDAM-DRW classification loss; cmltnet:ldam-drw "
+                                  "names the default); "
                                   "METHOD@STAGE_ONE builds a second stage on another stage-one variant than ce "
                                   "(crt@cmltnet: cRT on CMLTNet's fused features)")
     p.add_argument("--methods", nargs="+", required=True, metavar="METHOD")

@@ -24,7 +24,7 @@ def add_parser(sub, name):
 def run(args) -> int:
     from pycmlt.data import build_dataset, format_summary
     from pycmlt.training import TrainConfig
-    from pycmlt.training.checkpoint import load_model
+    from pycmlt.training.checkpoint import load_model, saved_train_config
     from pycmlt.training.compare import compare
     from pycmlt.training.loop import load_datasets
     from pycmlt.training.words import test_examples
@@ -42,7 +42,7 @@ def run(args) -> int:
 
     print("\n== words CMLTNet infers from test images (privileged information it never sees at test time)")
     model, meta = load_model(f"{args.out}/cmltnet/seed{args.seed}")
-    _, test_set = load_datasets(TrainConfig.from_dict(meta["train_config"]))
+    _, test_set = load_datasets(saved_train_config(meta))
     step = max(1, len(test_set) // max(1, args.examples))
     print(test_examples(model, test_set, list(range(step // 2, len(test_set), step))[: args.examples], k=5))
     print(f"\ndemo finished in {(time.perf_counter() - start) / 60:.1f} min")

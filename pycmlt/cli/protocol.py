@@ -10,8 +10,9 @@ from pycmlt.cli.config_args import add_config_arguments, config_from_args
 def add_parser(sub, name):
     p = sub.add_parser(name, help="tune every method on val with the same budget, pick the best baseline on val, "
                                   "then compare all over data splits x seeds with paired intervals")
-    p.add_argument("--methods", nargs="+", required=True, metavar="METHOD", help="stage-one methods to compare, and second stages built on one of them "
-                        "(METHOD@STAGE_ONE, e.g. crt@ldam-drw: no grid of its own, tuned through its stage one)")
+    p.add_argument("--methods", nargs="+", required=True, metavar="METHOD",
+                   help="stage-one methods to compare, and second stages built on one of them (METHOD@STAGE_ONE, "
+                        "e.g. crt@ldam-drw: no grid of its own, tuned through its stage one)")
     p.add_argument("--grids", required=True, metavar="JSON",
                    help='file {"method": {"key": [v1, v2]}, ...}: each method\'s grid; all grids must have the '
                         "same number of points (e.g. benchmarks/protocol/grids.json)")

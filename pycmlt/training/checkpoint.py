@@ -14,6 +14,7 @@ from pycmlt.atomic_write import atomic_path
 from pycmlt.errors import ConfigMismatchError
 from pycmlt.models import CMLTNet, CMLTNetConfig
 from pycmlt.training.config import TrainConfig
+from pycmlt.training.recipes import saved_cls_loss
 
 FORMAT = 1
 CHECKPOINT = "checkpoint.pt"
@@ -110,12 +111,18 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[CM
     return model.to(device).eval(), state
 
 
+def saved_train_config(meta: dict) -> TrainConfig:
+    """The TrainConfig a saved model trained with (load_model's metadata), its cls_loss as trained even
+    when an earlier version saved the default as null (recipes.saved_cls_loss)."""
+    return TrainConfig.from_dict(saved_cls_loss(meta["train_config"], bool(meta.get("multi_label"))))
+
+
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu", *,
              data_root: str | None = None) -> tuple[CMLTNet, dict, TrainConfig]:
     """A trained run folder: its model and metadata (load_model) and the TrainConfig it was trained
     with (data_root replaced when given), from which load_datasets rebuilds its data."""
     model, meta = load_model(run_dir, device)
-    config = TrainConfig.from_dict(meta["train_config"])
+    config = saved_train_config(meta)
     if data_root:
         config = config.replace(data_root=data_root)
     return model, meta, config

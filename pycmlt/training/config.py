@@ -31,7 +31,8 @@ class TrainConfig:
     num_workers: int = 0
     # method
     method: str = "ce"
-    cls_loss: str | None = None           # classification loss of cmltnet: a loss method (default balanced-softmax)
+    cls_loss: str | None = None           # classification loss of cmltnet: a loss method (default ldam-drw;
+    #                                       cb-focal on multi-label data); a run saves the one it used
     beta: float = 0.9999                  # class-balanced weights (cb-focal, ldam-drw after DRW)
     focal_gamma: float = 1.0
     ldam_max_margin: float = 0.5
@@ -179,7 +180,8 @@ RULES: dict[str, Rule] = {
     "class_balanced_sampling": Rule("sample every class equally often", bool),
     "num_workers": _int("data-loading worker processes"),
     "method": _choice("training method", METHODS),
-    "cls_loss": _choice("classification loss of cmltnet (default balanced-softmax)", LOSS_METHODS, optional=True),
+    "cls_loss": _choice("classification loss of cmltnet (default ldam-drw; cb-focal on multi-label data)",
+                        LOSS_METHODS, optional=True),
     "beta": _real("class-balanced weighting (cb-focal, ldam-drw after DRW)", high=1.0, high_open=True),
     "focal_gamma": _real("focusing parameter of cb-focal"),
     "ldam_max_margin": _real("largest LDAM margin (the rarest class)"),

@@ -21,7 +21,7 @@ from pycmlt.training.checkpoint import CHECKPOINT, MODEL, save_model
 from pycmlt.training.config import TrainConfig
 from pycmlt.training.metrics_report import format_metrics_table, write_metrics
 from pycmlt.training.model_evaluation import data_report, evaluate_model
-from pycmlt.training.recipes import builds_on_stage_one
+from pycmlt.training.recipes import builds_on_stage_one, explicit_cls_loss, saved_cls_loss
 from pycmlt.training.resume_check import check_resume_config, parse_allowed_keys, stored_config
 from pycmlt.training.run_checks import check_run_data
 from pycmlt.training.run_lock import RunLock
@@ -82,17 +82,17 @@ def train(config: TrainConfig, *, resume: bool = False, allow_config_change=None
 def _locked_train(config: TrainConfig, resume: bool, allowed: frozenset, ddp, evaluate_test: bool) -> TrainResult:
     out_dir = Path(config.out_dir)
     checkpoint_path = out_dir / CHECKPOINT
-    if ddp.is_main:
-        if checkpoint_path.exists() and not resume:
-            raise FileExistsError(f"{out_dir} already holds a run (checkpoint.pt); pass resume=True (--resume) "
-                                  "to continue it, or choose another out_dir")
-        stored = stored_config(out_dir) if resume else None
-        if stored is not None:  # before anything in the folder changes
-            check_resume_config(stored, config, allowed)
+    if ddp.is_main and checkpoint_path.exists() and not resume:
+        raise FileExistsError(f"{out_dir} already holds a run (checkpoint.pt); pass resume=True (--resume) "
+                              "to continue it, or choose another out_dir")
 
     seed_everything(config.seed)
     data = _run_data(config, evaluate_test)
+    config = explicit_cls_loss(config, data.multi_label)  # the run's files name the loss that trains it
     if ddp.is_main:
+        stored = stored_config(out_dir) if resume else None
+        if stored is not None:  # before anything in the folder changes
+            check_resume_config(saved_cls_loss(stored, data.multi_label), config, allowed)
         config.save(out_dir / "config.json")
     ddp.barrier()
     run = RunState(config, data, ddp.device if ddp.enabled else resolve_device(config.device), ddp,

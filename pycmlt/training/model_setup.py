@@ -7,10 +7,13 @@ import torch
 from pycmlt.models import CMLTNet, CMLTNetConfig, class_word_profile
 from pycmlt.training.class_anchors import class_anchor_vectors
 from pycmlt.training.config import TrainConfig
-from pycmlt.training.recipes import RECIPES, cosine_scale, default_classifier
+from pycmlt.training.recipes import RECIPES, cosine_scale, default_classifier, explicit_cls_loss
 
 
-def model_config(config: TrainConfig, num_classes: int, vocab_size: int) -> CMLTNetConfig:
+def model_config(config: TrainConfig, num_classes: int, vocab_size: int,
+                 multi_label: bool = False) -> CMLTNetConfig:
+    """The model's settings; a word method's default cls_loss is the one for single- or multi-label data."""
+    config = explicit_cls_loss(config, multi_label)
     words = RECIPES[config.method].uses_words
     use_infer = words and config.use_infer
     return CMLTNetConfig(
@@ -35,7 +38,7 @@ def initial_word_vectors(config: TrainConfig, vocab: list[str]) -> torch.Tensor 
 def build_model(config: TrainConfig, train_set, device: torch.device) -> CMLTNet:
     """A freshly initialised model (seeded by config.seed) on `device`, channels-last if configured."""
     vocab = list(train_set.vocab)
-    mcfg = model_config(config, len(train_set.classes), len(vocab))
+    mcfg = model_config(config, len(train_set.classes), len(vocab), bool(train_set.multi_label))
     torch.manual_seed(config.seed)
     class_words = (class_word_profile(train_set.word_id_lists(), train_set.targets, mcfg.num_classes, len(vocab))
                    if mcfg.semantic_head else None)

@@ -32,11 +32,11 @@ from pathlib import Path
 
 from pycmlt.atomic_write import atomic_write_json
 from pycmlt.errors import ConfigMismatchError
-from pycmlt.training.checkpoint import CHECKPOINT
+from pycmlt.training.checkpoint import CHECKPOINT, MODEL, load
 from pycmlt.training.compare import compare, run_folder
 from pycmlt.training.command_line import invoking_command
 from pycmlt.training.config import TrainConfig
-from pycmlt.training.recipes import RECIPES
+from pycmlt.training.recipes import RECIPES, explicit_cls_loss, saved_cls_loss
 from pycmlt.training.resume_check import check_resume_config, stored_config
 from pycmlt.training.tune import CRITERIA, check_distinct, grid_points, point_name, tunable_key, tune, tuned_point
 from pycmlt.training.variants import parse_variant, stage_one_variant, uses_words, variant_folder
@@ -100,12 +100,13 @@ def reuse_tuning_runs(base: TrainConfig, tuned: dict[str, dict], out_dir: Path, 
         source = out_dir / "tune" / method / point_name(point["overrides"])
         target = run_folder(out_dir / "compare", method, base.data_seed, base.seed, data_seeds, base.data_seed)
         stored = stored_config(source) if (source / CHECKPOINT).exists() else None
-        if stored is None or target.exists():
+        if stored is None or target.exists() or not (source / MODEL).exists():
             continue
+        multi_label = bool(load(source / MODEL).get("multi_label"))  # what the run's cls_loss default meant
         wanted = base.replace(method=method, seed=base.seed, data_seed=base.data_seed, out_dir=str(target),
                               **point["overrides"])
         try:
-            check_resume_config(stored, wanted)
+            check_resume_config(saved_cls_loss(stored, multi_label), explicit_cls_loss(wanted, multi_label))
         except ConfigMismatchError:
             continue
         shutil.copytree(source, target, ignore=shutil.ignore_patterns("run.lock", "val_metrics.json", "model.pt"))

@@ -51,8 +51,12 @@ RECIPES: dict[str, Recipe] = {
     "logit-adjust": Recipe(loss="ce", post_hoc_adjust=True, stage_one="ce", second_stage="keep"),
     "crt": Recipe(stage=2, loss="ce", multi_label=True, stage_one="ce", second_stage="retrain-classifier"),
     "tau-norm": Recipe(stage=2, loss="ce", multi_label=True, stage_one="ce", second_stage="tau-normalize"),
-    "cmltnet": Recipe(multi_label=True, uses_words=True, default_cls_loss=("balanced-softmax", "cb-focal")),
+    "cmltnet": Recipe(multi_label=True, uses_words=True, default_cls_loss=("ldam-drw", "cb-focal")),
 }
+# cmltnet's cls_loss default before LDAM-DRW (chosen on val on emoji-lt and hanzi-lt) replaced balanced
+# softmax: what a run saved with cls_loss null by an earlier version trained with. Runs now save the
+# loss they train with (explicit_cls_loss), so a saved null means this and nothing else.
+LEGACY_DEFAULT_CLS_LOSS = ("balanced-softmax", "cb-focal")
 
 METHODS = tuple(RECIPES)
 # Recipes that can be cmltnet's classification term (TrainConfig.cls_loss): the word-free stage-one ones.
@@ -63,12 +67,29 @@ SECOND_STAGE_METHODS = tuple(m for m, r in RECIPES.items() if r.stage == 2)
 
 def classification_recipe(config, multi_label: bool = False) -> str:
     """The method whose recipe trains and reads the classifier: the method itself, or for a method
-    with words its cls_loss (default: balanced softmax on single-label data, cb-focal on multi-label
-    data, where a softmax over classes does not apply)."""
+    with words its cls_loss (default: LDAM-DRW on single-label data, cb-focal on multi-label data,
+    where a softmax over classes does not apply)."""
     recipe = RECIPES[config.method]
     if recipe.uses_words:
         return config.cls_loss or recipe.default_cls_loss[int(multi_label)]
     return config.method
+
+
+def explicit_cls_loss(config, multi_label: bool):
+    """The config with a word method's default cls_loss written out for this data (a run saves this,
+    so its config.json says which loss trained it, whatever later versions' default is)."""
+    if RECIPES[config.method].uses_words and config.cls_loss is None:
+        return config.replace(cls_loss=classification_recipe(config, multi_label))
+    return config
+
+
+def saved_cls_loss(stored: dict, multi_label: bool) -> dict:
+    """A saved config (dict) with cls_loss as it trained: a word method's null means the default of
+    the version that saved it, LEGACY_DEFAULT_CLS_LOSS (runs save it explicitly since then)."""
+    method = stored.get("method")
+    if method in RECIPES and RECIPES[method].uses_words and stored.get("cls_loss") is None:
+        return {**stored, "cls_loss": LEGACY_DEFAULT_CLS_LOSS[int(multi_label)]}
+    return stored
 
 
 def builds_on_stage_one(config) -> bool:

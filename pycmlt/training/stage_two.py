@@ -22,9 +22,8 @@ import torch
 
 from pycmlt.models import tau_normalize_
 from pycmlt.models.heads import build_classifier
-from pycmlt.training.checkpoint import load_model
+from pycmlt.training.checkpoint import load_model, saved_train_config
 from pycmlt.training.objective import CMLTNetObjective
-from pycmlt.training.config import TrainConfig
 from pycmlt.training.recipes import RECIPES, classification_recipe, cosine_scale
 from pycmlt.training.run_state import RunState, StageResult
 from pycmlt.training.trainer import Trainer, fit, make_loader
@@ -56,7 +55,7 @@ def head_temperatures(model) -> list[torch.nn.Parameter]:
 
 def stage_one_logit_scale(meta: dict, multi_label: bool) -> float:
     """The factor stage one's loss applied to the model's logits: ldam_scale under LDAM-DRW, else 1."""
-    stage_one = TrainConfig.from_dict(meta["train_config"])
+    stage_one = saved_train_config(meta)
     recipe = RECIPES[classification_recipe(stage_one, multi_label)]
     return stage_one.ldam_scale if recipe.loss == "ldam-drw" else 1.0
 
