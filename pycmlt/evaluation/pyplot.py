@@ -23,12 +23,14 @@ def cjk_font_file(candidates=CJK_FONT_FILES) -> Path | None:
 
 
 def _add_fallback_font(path: Path) -> str:
-    """Registers the font at path as a normal-weight face (CJK fonts often declare 300 or 500, which
-    makes matplotlib warn at every lookup of the default weight) and returns its family name."""
+    """Registers the font at path as a normal and a bold face (CJK fonts often declare one weight such
+    as 300 or 500, which makes matplotlib log "Failed to find font weight" at every lookup of the
+    default weight or of a bold title) and returns its family name. Bold text is drawn in the font's
+    one weight."""
     from matplotlib import font_manager, ft2font
 
     entry = font_manager.ttfFontProperty(ft2font.FT2Font(str(path)))
-    font_manager.fontManager.ttflist.append(dataclasses.replace(entry, weight=400))
+    font_manager.fontManager.ttflist.extend(dataclasses.replace(entry, weight=w) for w in (400, 700))
     font_manager.fontManager._findfont_cached.cache_clear()
     return entry.name
 
