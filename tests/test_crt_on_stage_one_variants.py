@@ -31,7 +31,8 @@ def test_variant_names_say_what_a_second_stage_builds_on():
 
 
 def test_crt_on_a_cmltnet_retrains_the_classifier_and_the_head_temperatures(tmp_path):
-    stage1 = pycmlt.train(tiny_config(tmp_path, method="cmltnet", cls_loss="ldam-drw", out_dir=str(tmp_path / "s1")))
+    stage1 = pycmlt.train(tiny_config(tmp_path, method="cmltnet", cls_loss="ldam-drw", semantic_head=True,
+                                      out_dir=str(tmp_path / "s1")))
     # lr 1e-12: the temperatures stay where cRT starts them, stage one's times ldam_scale
     still = pycmlt.train(tiny_config(tmp_path, method="crt", stage1=str(stage1.out_dir), crt_epochs=1, lr=1e-12,
                                      out_dir=str(tmp_path / "still")))

@@ -46,14 +46,14 @@ def test_every_method_trains_and_writes_its_outputs(tmp_path, method):
 
 
 @pytest.mark.parametrize("ablation", [dict(use_align=False), dict(use_infer=False, use_fuse=False),
-                                      dict(use_fuse=False), dict(semantic_head=False),
+                                      dict(use_fuse=False), dict(semantic_head=False), dict(semantic_head=True),
                                       dict(cls_loss="balanced-softmax")])
 def test_cmltnet_ablations(tmp_path, ablation):
     result = pycmlt.train(tiny_config(tmp_path, method="cmltnet", epochs=1, **ablation))
     model, _ = load_model(result.out_dir)
     assert model.config.use_align == ablation.get("use_align", True)
     assert model.config.use_infer == ablation.get("use_infer", True)
-    assert model.config.semantic_head == (ablation.get("semantic_head", True) and model.config.use_infer)
+    assert model.config.semantic_head == (ablation.get("semantic_head", False) and model.config.use_infer)
     assert model.config.classifier == ("linear" if ablation.get("cls_loss") == "balanced-softmax" else "cosine")
     assert torch.isfinite(torch.tensor(result.history[0]["loss"]))
 

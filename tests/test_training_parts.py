@@ -79,7 +79,7 @@ def test_cmltnet_classifier_and_semantic_scale_follow_the_classification_loss():
     # LDAM (the default) scales cosine logits by ldam_scale: the semantic cosine scores start on that scale too
     for config in (TrainConfig(method="cmltnet"), TrainConfig(method="cmltnet", cls_loss="ldam-drw")):
         cosine = model_config(config, num_classes=5, vocab_size=7)
-        assert cosine.classifier == "cosine" and cosine.semantic_scale == 1.0 and cosine.semantic_head
+        assert cosine.classifier == "cosine" and cosine.semantic_scale == 1.0 and not cosine.semantic_head
     # on multi-label data the default is cb-focal, with its linear classifier
     multi = model_config(TrainConfig(method="cmltnet"), num_classes=5, vocab_size=7, multi_label=True)
     assert multi.classifier == "linear" and multi.semantic_scale == 10.0

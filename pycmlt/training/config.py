@@ -57,7 +57,8 @@ class TrainConfig:
     word_dim: int = 128
     word_vectors: str = "none"            # "none" | "minilm" (pretrained initialisation of the word table)
     fusion: str = "concat"
-    semantic_head: bool = True            # also score s against class prototypes in the word space
+    semantic_head: bool = False           # also score s against class prototypes in the word space (off by
+                                          # default: val favoured no head on hanzi-lt and emoji-lt, docs/method.md)
     text_anchors: bool = False            # also score projected h_v against frozen MiniLM class-text anchors
     text_pooling: str = "mean"
     # model and optimisation

@@ -15,6 +15,7 @@ from pycmlt.training.recipes import METHODS, RECIPES
 
 ABLATIONS = {"no-align": {"use_align": False}, "no-infer": {"use_infer": False, "use_fuse": False},
              "no-fuse": {"use_fuse": False}, "no-semantic": {"semantic_head": False},
+             "semantic": {"semantic_head": True},
              "minilm": {"word_vectors": "minilm"}, "ldam-drw": {"cls_loss": "ldam-drw"},
              "balanced-softmax": {"cls_loss": "balanced-softmax"},
              "text-anchors": {"text_anchors": True}}
@@ -23,7 +24,8 @@ ABLATIONS = {"no-align": {"use_align": False}, "no-infer": {"use_infer": False, 
 def parse_variant(name: str) -> tuple[str, dict]:
     """'cmltnet:no-align' -> ('cmltnet', {'use_align': False}); plain method names map to themselves;
     'crt@cmltnet' -> ('crt', {}) (its stage one: stage_one_variant). Variants of cmltnet: no-align,
-    no-infer, no-fuse, no-semantic (ablations), minilm (word table initialised from MiniLM vectors),
+    no-infer, no-fuse (ablations), semantic (the semantic head on, the default until 2026-12-02), no-semantic
+    (the default, spelled out), minilm (word table initialised from MiniLM vectors),
     ldam-drw (LDAM-DRW classification loss, cosine classifier: the default, spelled out), balanced-softmax
     (balanced softmax instead, the default until LDAM-DRW won on val), text-anchors (the text-anchor head:
     frozen MiniLM class-text anchors scored against h_v)."""
