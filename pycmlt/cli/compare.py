@@ -10,7 +10,8 @@ from pycmlt.cli.config_args import add_config_arguments, config_from_args
 def add_parser(sub, name):
     p = sub.add_parser(name, help="train several methods with the same seeds and print one table "
                                   "(mean ± std); cmltnet variants: cmltnet:no-align, cmltnet:no-infer, cmltnet:no-fuse "
-                                  "(ablations), cmltnet:semantic (the semantic head on; off by default), cmltnet:minilm (MiniLM-initialised word table), "
+                                  "(ablations), cmltnet:semantic (the semantic head on; off by default), "
+                                  "cmltnet:minilm (MiniLM-initialised word table), "
                                   "cmltnet:text-anchors (text-anchor head), cmltnet:balanced-softmax (balanced "
                                   "softmax instead of the default LDAM-DRW classification loss; cmltnet:ldam-drw "
                                   "names the default); "
