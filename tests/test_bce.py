@@ -201,6 +201,30 @@ def test_odd_shapes(device, backend, n, c):
         torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("device,backend", fast_backend_params())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", [("w-row", "pw"), ("w-full",), ("w-class", "pw-full")], ids="-".join)
+def test_rows_wider_than_a_kernel_chunk(device, backend, dtype, reduction, case):
+    """The CPU kernel walks rows of more than 2048 columns in chunks (fp32 scratch kept in cache): two
+    full chunks and a remainder, on sliced rows (the row path), with every weight layout and focal."""
+    n, c = 5, 2 * 2048 + 3
+    base_x, base_t = make_inputs(n + 2, c + 6, device, dtype=dtype, soft=True)
+    x, t = base_x[1:-1, 2:-4], base_t[1:-1, 3:-3]
+    assert not x.is_contiguous()
+    kw = _weights(case, n, c, device)
+    ours = loss_and_grad(lambda z: cbbce(z, t, reduction=reduction, focal_gamma=1.5, backend=backend, **kw), x)
+    truth = loss_and_grad(lambda z: bce_reference(z, t.float(), kw.get("weight"), kw.get("pos_weight"),
+                                                  reduction=reduction, focal_gamma=1.5), x.float())
+    if dtype == torch.float32:
+        torch.testing.assert_close(ours, truth, rtol=1e-4, atol=1e-6)
+    else:
+        lowp = loss_and_grad(lambda z: bce_reference(z, t, kw.get("weight"), kw.get("pos_weight"), upcast=False,
+                                                     reduction=reduction, focal_gamma=1.5), x)
+        assert_no_worse_than_torch(ours[0], lowp[0], truth[0], "loss")
+        assert_no_worse_than_torch(ours[1], lowp[1], truth[1], "grad")
+
+
 @pytest.mark.parametrize("device,backend", all_backend_params())
 def test_non_contiguous_inputs(device, backend):
     base = torch.randn(24, 40, device=device)
