@@ -69,7 +69,7 @@ def test_the_old_attribute_of_the_facade(fresh):
 
 def test_nothing_in_the_project_imports_the_old_name():
     found = []
-    for folder in ("pycmlt", "benchmarks", "kernels"):
+    for folder in ("pycmlt", "benchmarks"):
         for path in (ROOT / folder).rglob("*.py"):
             if path.parent == ROOT / "pycmlt" / "eval" or path == ROOT / "pycmlt" / "__init__.py":
                 continue  # the alias itself, and the facade's deprecated pycmlt.eval attribute

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-KERNELS = sorted((Path(__file__).resolve().parents[1] / "kernels").glob("*.py"))
+KERNELS = sorted((Path(__file__).resolve().parents[1] / "pycmlt" / "kernels").glob("*.py"))
 
 
 def _jit_functions(path: Path):

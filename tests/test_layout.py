@@ -15,9 +15,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pycmlt"
 BACKEND_MODULES = ("pycmlt.ops._backend", "pycmlt.kernels", "pycmlt._extension", "pycmlt._C", "triton")
-# Modules of the package that are not Python source in pycmlt/: the compiled extension (csrc/) and
-# the Triton kernels (kernels/, installed as pycmlt.kernels).
-NOT_SOURCE = ("pycmlt._C", "pycmlt.kernels")
+# Modules of the package that are not Python source in pycmlt/: the compiled extension (csrc/).
+NOT_SOURCE = ("pycmlt._C",)
 
 
 def source_modules() -> dict[str, Path]:
