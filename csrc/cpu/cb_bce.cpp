@@ -72,9 +72,9 @@ Broadcast2d broadcast_arg(const std::optional<at::Tensor>& t, int64_t N, int64_t
   return b;
 }
 
-// Columns [j0, j0 + len) of row i of a broadcast weight as contiguous floats: a pointer into the tensor
-// when it has C columns, otherwise `buf` (one chunk long) filled with the row's single value (refilled
-// only when it changes).
+// Row i of a broadcast weight from column j0 on, as contiguous floats for one chunk: a pointer into the
+// tensor when it has C columns, otherwise `buf` (one chunk long) filled with the row's single value
+// (refilled only when it changes).
 struct RowView {
   const Broadcast2d& b;
   float* buf;
