@@ -2,15 +2,17 @@
 over a log grid of (N, C) from (32, 2) to (8192, 131072), for CE and BCE, plain and with long-tail options
 (class-balanced weights + LDAM margins, logit adjustment, focal), in fp32 and bf16, all in one run.
 
-Only forward+backward is timed (median of a few calls, capped per timing), so that the whole grid fits a
-time budget; the per-case forward / backward split and memory are the ce and bce suites' job. The report
+Only forward+backward is timed, per case eager, pycmlt and torch.compile side by side (three interleaved
+rounds, the median of the round medians, capped per timing), so that the ratios do not carry the machine's
+drift between providers and the whole grid fits a time budget; the per-case forward / backward split and memory are the ce and bce suites' job. The report
 draws a heat map of the speed ratio by (N, C) per variant (benchmarks/report.py)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness import Measurement, dtype_name, generator, median_ms, over_budget, budget_note, ratios_against
+from benchmarks.harness import (Measurement, budget_note, dtype_name, generator, interleaved_median_ms, over_budget,
+                                ratios_against)
 from pycmlt import nn as pnn
 from pycmlt.ops import available_backends
 
@@ -83,51 +85,52 @@ def _inputs(kind, n, c, dtype, device):
     return x, (torch.rand(n, c, generator=g, device=device) < 0.05).to(dtype)
 
 
-def _time(fn, x, other, device, repeat, budget_s) -> Measurement:
-    m = Measurement("")
-    if over_budget():
-        m.error = budget_note()
-        return m
-    try:
-        m.fwd_bwd_ms = median_ms(lambda: torch.autograd.grad(fn(x, other), x), device, warmup=1, repeat=repeat,
-                                 budget_s=budget_s)
-    except Exception as exc:  # a provider that fails is reported, not fatal
-        m.error = f"{type(exc).__name__}: {exc}"[:300]
-    return m
+def _measure(providers: dict, x, other, device, repeat, budget_s) -> list[Measurement]:
+    """Forward+backward time of each provider (name -> loss fn) on (x, other), measured side by side
+    (interleaved rounds, harness.interleaved_median_ms). A provider whose first call fails is reported
+    with its error and left out of the timing, not fatal."""
+    found, calls = {}, {}
+    for name, fn in providers.items():
+        found[name] = m = Measurement(name)
+        if over_budget():
+            m.error = budget_note()
+            continue
+        call = (lambda fn: lambda: torch.autograd.grad(fn(x, other), x))(fn)
+        try:
+            call()  # compiles torch.compile's provider; a failing provider is reported here
+        except Exception as exc:
+            m.error = f"{type(exc).__name__}: {exc}"[:300]
+            continue
+        calls[name] = call
+    if calls:
+        for name, ms in interleaved_median_ms(calls, device, warmup=1, repeat=repeat, budget_s=budget_s).items():
+            found[name].fwd_bwd_ms = ms
+    return list(found.values())
 
 
 def run(device: torch.device, quick: bool = False) -> dict:
-    repeat, budget_s = (3, 0.5) if quick else (7, 2.0)
+    repeat, budget_s = (3, 0.5) if quick else (9, 2.0)
     dtypes = (F32,) if quick else (F32, BF16)
     backend = next(b for b in available_backends(device) if b != "triton" or device.type == "cuda")
     cases = []
-    # Eager and pycmlt first over the whole grid; torch.compile after, so that a time budget cuts it first.
-    for with_compile in (False, True):
-        for dtype in dtypes:
-            for n, c in shapes(device, quick):
-                found = variants(c, device)
-                for name, (kind, eager, module) in found.items():
-                    if quick and name not in ("ce", "ce cb+ldam", "bce"):
-                        continue
-                    key = (name, n, c, dtype)
-                    x, other = _inputs(kind, n, c, dtype, device)
-                    if not with_compile:
-                        module.backend = backend
-                        ms = [_time(eager, x, other, device, repeat, budget_s),
-                              _time(module, x, other, device, repeat, budget_s)]
-                        ms[0].provider, ms[1].provider = "eager", f"pycmlt-{backend}"
-                        cases.append({"name": f"{name} N={n} C={c} {dtype_name(dtype)}", "variant": name, "n": n,
-                                      "c": c, "dtype": str(dtype), "key": key, "measurements": ms})
-                    else:
-                        if quick and cases[0]["key"] != key:
-                            continue
-                        torch._dynamo.reset()  # a fresh compile per case: no silent fallback past the cache limit
-                        m = _time(torch.compile(eager), x, other, device, repeat, budget_s)
-                        m.provider = "torch.compile"
-                        case = next(cs for cs in cases if cs["key"] == key)
-                        case["measurements"].append(m)
+    # Per case eager, pycmlt and torch.compile side by side (interleaved); once the time budget is spent,
+    # torch.compile (the slowest to set up) is skipped first and then the rest.
+    for dtype in dtypes:
+        for n, c in shapes(device, quick):
+            found = variants(c, device)
+            for name, (kind, eager, module) in found.items():
+                if quick and name not in ("ce", "ce cb+ldam", "bce"):
+                    continue
+                module.backend = backend
+                x, other = _inputs(kind, n, c, dtype, device)
+                providers = {"eager": eager, f"pycmlt-{backend}": module}
+                if not over_budget() and not (quick and cases):  # --quick: torch.compile on the first case only
+                    torch._dynamo.reset()  # a fresh compile per case: no silent fallback past the cache limit
+                    providers["torch.compile"] = torch.compile(eager)
+                cases.append({"name": f"{name} N={n} C={c} {dtype_name(dtype)}", "variant": name, "n": n, "c": c,
+                              "dtype": str(dtype),
+                              "measurements": _measure(providers, x, other, device, repeat, budget_s)})
     for case in cases:
-        case.pop("key")
         case["baseline"] = "eager"
         case["ratios"] = ratios_against(case["measurements"], "eager")
         ours = next(m for m in case["measurements"] if m.provider.startswith("pycmlt-"))
@@ -135,7 +138,8 @@ def run(device: torch.device, quick: bool = False) -> dict:
         if comp is not None and comp.error is None and ours.error is None and ours.provider in case["ratios"]:
             case["ratios"][ours.provider]["speedup_vs_compile"] = comp.fwd_bwd_ms / ours.fwd_bwd_ms
     return {"cases": cases, "render": markdown,
-            "settings": {"repeat": repeat, "budget_s_per_timing": budget_s, "timed": "forward+backward only",
+            "settings": {"repeat": repeat, "rounds": 3, "budget_s_per_timing": budget_s,
+                         "timed": "forward+backward only, eager / pycmlt / torch.compile interleaved per case",
                          "max_logits_per_case": MAX_ELEMENTS[device.type]}}
 
 

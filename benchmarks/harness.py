@@ -117,6 +117,27 @@ def median_ms(fn: Callable[..., object], device: torch.device, *, warmup: int, r
     return statistics.median(times)
 
 
+
+def interleaved_median_ms(fns: dict[str, Callable[[], object]], device: torch.device, *, warmup: int,
+                          repeat: int, rounds: int = 3, budget_s: float | None = None) -> dict[str, float]:
+    """Median times (ms) of several providers measured side by side: after each one's warm-up, `rounds`
+    rounds that each time every provider in turn (median_ms, about repeat / rounds samples, budget_s /
+    rounds), and per provider the median of its round medians. A machine whose speed drifts over
+    seconds (other load, memory state, clocks) then shifts every provider alike, where timing one
+    provider after another would put the drift into their ratio."""
+    for fn in fns.values():
+        median_ms(fn, device, warmup=warmup, repeat=1, budget_s=budget_s)
+    per_round = max(1, -(-repeat // rounds))
+    round_budget = None if budget_s is None else budget_s / rounds
+    found: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            found[name].append(median_ms(fn, device, warmup=0, repeat=per_round, budget_s=round_budget))
+        if over_budget():
+            break
+    return {name: statistics.median(times) for name, times in found.items()}
+
+
 # ------------------------------------------------------------------------------------ memory
 
 def _proc_status_bytes(key: str) -> int:

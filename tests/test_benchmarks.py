@@ -266,3 +266,25 @@ def test_median_ms_batches_short_cpu_calls():
     long: dict = {}
     ms = median_ms(lambda: _time.sleep(SAMPLE_S * 1.5), cpu, warmup=1, repeat=2, stats=long)
     assert long["calls_per_sample"] == 1 and ms >= SAMPLE_S * 1.5e3
+
+
+def test_interleaved_median_ms_alternates_providers():
+    """Providers are timed in alternating rounds (so drift hits them alike), each with its own median."""
+    import time as _time
+
+    from benchmarks.harness import SAMPLE_S, interleaved_median_ms
+
+    order: list[str] = []
+
+    def provider(name, seconds):
+        def call():
+            order.append(name)
+            _time.sleep(seconds)
+        return call
+
+    slow_s, fast_s = SAMPLE_S * 2, SAMPLE_S * 1.2  # both above SAMPLE_S: one call per sample
+    found = interleaved_median_ms({"slow": provider("slow", slow_s), "fast": provider("fast", fast_s)},
+                                  torch.device("cpu"), warmup=1, repeat=3, rounds=3)
+    assert found["slow"] >= slow_s * 1e3 and found["fast"] >= fast_s * 1e3 and found["slow"] > found["fast"]
+    switches = sum(a != b for a, b in zip(order, order[1:]))
+    assert switches >= 5  # warm-ups, then three rounds of slow, fast: not all of one provider, then the other
