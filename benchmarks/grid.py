@@ -4,8 +4,9 @@ over a log grid of (N, C) from (32, 2) to (8192, 131072), for CE and BCE, plain 
 
 Only forward+backward is timed, per case eager, pycmlt and torch.compile side by side (three interleaved
 rounds, the median of the round medians, capped per timing), so that the ratios do not carry the machine's
-drift between providers and the whole grid fits a time budget; the per-case forward / backward split and memory are the ce and bce suites' job. The report
-draws a heat map of the speed ratio by (N, C) per variant (benchmarks/report.py)."""
+drift between providers and the whole grid fits a time budget; the per-case forward / backward split and
+memory are the ce and bce suites' job. The report draws a heat map of the speed ratio by (N, C) per variant
+(benchmarks/report.py)."""
 from __future__ import annotations
 
 import torch
@@ -20,6 +21,7 @@ F32, BF16 = torch.float32, torch.bfloat16
 NS = (32, 128, 512, 2048, 8192)
 CS = (2, 16, 128, 1024, 8192, 32768, 131072)
 MAX_ELEMENTS = {"cpu": 1 << 24, "cuda": 1 << 30}  # logits per case: bounds the grid's run time and memory
+ROUNDS = 3  # interleaved timing rounds per case (harness.interleaved_median_ms)
 QUICK_NS, QUICK_CS = (32, 256), (2, 1024)  # --quick: a smoke test (torch.compile on its first case only)
 
 
@@ -103,7 +105,8 @@ def _measure(providers: dict, x, other, device, repeat, budget_s) -> list[Measur
             continue
         calls[name] = call
     if calls:
-        for name, ms in interleaved_median_ms(calls, device, warmup=1, repeat=repeat, budget_s=budget_s).items():
+        timed = interleaved_median_ms(calls, device, warmup=1, repeat=repeat, rounds=ROUNDS, budget_s=budget_s)
+        for name, ms in timed.items():
             found[name].fwd_bwd_ms = ms
     return list(found.values())
 
@@ -138,7 +141,7 @@ def run(device: torch.device, quick: bool = False) -> dict:
         if comp is not None and comp.error is None and ours.error is None and ours.provider in case["ratios"]:
             case["ratios"][ours.provider]["speedup_vs_compile"] = comp.fwd_bwd_ms / ours.fwd_bwd_ms
     return {"cases": cases, "render": markdown,
-            "settings": {"repeat": repeat, "rounds": 3, "budget_s_per_timing": budget_s,
+            "settings": {"repeat": repeat, "rounds": ROUNDS, "budget_s_per_timing": budget_s,
                          "timed": "forward+backward only, eager / pycmlt / torch.compile interleaved per case",
                          "max_logits_per_case": MAX_ELEMENTS[device.type]}}
 

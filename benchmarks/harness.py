@@ -117,7 +117,6 @@ def median_ms(fn: Callable[..., object], device: torch.device, *, warmup: int, r
     return statistics.median(times)
 
 
-
 def interleaved_median_ms(fns: dict[str, Callable[[], object]], device: torch.device, *, warmup: int,
                           repeat: int, rounds: int = 3, budget_s: float | None = None) -> dict[str, float]:
     """Median times (ms) of several providers measured side by side: after each one's warm-up, `rounds`
