@@ -137,6 +137,27 @@ def test_focal_matches_closed_form():
 
 
 @pytest.mark.parametrize("device,backend", fast_backend_params())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_focal_gamma_two_path_matches_general_path(device, backend, dtype):
+    """gamma = 2 takes its own kernel path (q * q instead of exp(2 log q)); a gamma one float step
+    above 2 takes the general one. Both must agree with each other and with the reference, loss and
+    gradient, on the flat (few classes) and the row path."""
+    for n, c in ((37, 5), (6, 700)):
+        x, t = make_inputs(n, c, device, soft=True)
+        x = (x * 4).to(dtype)
+        t = t.to(dtype)
+        two = loss_and_grad(lambda z: cbbce(z, t, focal_gamma=2.0, backend=backend), x)
+        near = loss_and_grad(lambda z: cbbce(z, t, focal_gamma=2.0 + 2.5e-7, backend=backend), x)
+        ref = loss_and_grad(lambda z: bce_reference(z.double(), t.double(), focal_gamma=2.0, upcast=False), x)
+        assert two[1].dtype == dtype
+        tol = dict(rtol=1e-4, atol=1e-6) if dtype == torch.float32 else dict(rtol=2e-2, atol=1e-4)
+        torch.testing.assert_close(two[0].double(), ref[0], **tol)
+        torch.testing.assert_close(two[1].double(), ref[1].double(), **tol)
+        torch.testing.assert_close(two[0].double(), near[0].double(), **tol)
+        torch.testing.assert_close(two[1].double(), near[1].double(), **tol)
+
+
+@pytest.mark.parametrize("device,backend", fast_backend_params())
 def test_extreme_logits(device, backend):
     x = torch.tensor([[-200.0, -90.0, -30.0, -1e-3, 0.0, 1e-3, 30.0, 90.0, 200.0]] * 3, device=device)
     t = torch.tensor([[0.0] * 9, [1.0] * 9, [0.25] * 9], device=device)

@@ -20,7 +20,7 @@ namespace {
 
 // n elements in fp32: grad_scale * d loss / d z into g (g may alias x), the losses into l when
 // STORE_LOSS (reduction none), else their sum returned. Plain float pointers so that the loop vectorises.
-template <bool FOCAL, bool STORE_LOSS>
+template <int FOCAL, bool STORE_LOSS>
 PYCMLT_ALWAYS_INLINE float bce_elems(const float* x, const float* t, const float* w, const float* pw, float gamma,
                                      float grad_scale, int64_t n, float* l, float* g) {
   float sum = 0.f;
@@ -137,7 +137,7 @@ void fill_fixed_tile(const Broadcast2d& b, int64_t rows, int64_t C, float* tile)
 // Blocks [begin, end) of a.block_rows rows (the last one may be shorter), each one flat loop over
 // its elements; the loss sum of block b goes to a.partial[b]. grad may be the logits themselves (the
 // in-place op): each element is read before it is written, fp16/bf16 blocks are converted whole first.
-template <typename T, typename U, bool FOCAL, bool STORE_LOSS>
+template <typename T, typename U, int FOCAL, bool STORE_LOSS>
 PYCMLT_ALWAYS_INLINE void bce_blocks(const T* x, const U* t, T* grad, const BceArgs& a, int64_t begin,
                                      int64_t end) {
   constexpr bool kFloatX = std::is_same_v<T, float>;
@@ -177,7 +177,7 @@ PYCMLT_ALWAYS_INLINE void bce_blocks(const T* x, const U* t, T* grad, const BceA
 // Whole-row scratch had measured 0.85-0.9x torch.compile for bf16 at C >= 32768 (8-40 ms).
 constexpr int64_t kRowChunk = 2048;
 
-template <typename T, typename U, bool FOCAL, bool STORE_LOSS>
+template <typename T, typename U, int FOCAL, bool STORE_LOSS>
 PYCMLT_ALWAYS_INLINE void bce_rows(const T* x, const U* t, T* grad, const BceArgs& a, int64_t begin, int64_t end) {
   constexpr bool kFloatX = std::is_same_v<T, float>;
   const int64_t C = a.C, CH = std::max<int64_t>(1, std::min(C, kRowChunk));
@@ -214,7 +214,7 @@ PYCMLT_ALWAYS_INLINE void bce_rows(const T* x, const U* t, T* grad, const BceArg
 }
 
 // Units [begin, end): blocks of rows (a.block_rows > 0) or rows, with focal and the loss storage resolved.
-template <typename T, typename U, bool FOCAL, bool STORE_LOSS>
+template <typename T, typename U, int FOCAL, bool STORE_LOSS>
 PYCMLT_ALWAYS_INLINE void bce_range_impl(const T* x, const U* t, T* grad, const BceArgs& a, int64_t begin,
                                          int64_t end) {
   if (a.block_rows > 0) {
@@ -223,15 +223,23 @@ PYCMLT_ALWAYS_INLINE void bce_range_impl(const T* x, const U* t, T* grad, const 
     bce_rows<T, U, FOCAL, STORE_LOSS>(x, t, grad, a, begin, end);
   }
 }
+template <typename T, typename U, bool STORE_LOSS>
+PYCMLT_ALWAYS_INLINE void bce_range_focal(const T* x, const U* t, T* grad, const BceArgs& a, int64_t begin,
+                                          int64_t end) {
+  if (a.gamma == 2.f) {
+    bce_range_impl<T, U, kBceFocalSquare, STORE_LOSS>(x, t, grad, a, begin, end);
+  } else if (a.gamma > 0.f) {
+    bce_range_impl<T, U, kBceFocalPow, STORE_LOSS>(x, t, grad, a, begin, end);
+  } else {
+    bce_range_impl<T, U, kBceNoFocal, STORE_LOSS>(x, t, grad, a, begin, end);
+  }
+}
 template <typename T, typename U>
 PYCMLT_ALWAYS_INLINE void bce_range(const T* x, const U* t, T* grad, const BceArgs& a, int64_t begin, int64_t end) {
-  const bool focal = a.gamma > 0.f;
   if (a.loss_elem) {
-    focal ? bce_range_impl<T, U, true, true>(x, t, grad, a, begin, end)
-          : bce_range_impl<T, U, false, true>(x, t, grad, a, begin, end);
+    bce_range_focal<T, U, true>(x, t, grad, a, begin, end);
   } else {
-    focal ? bce_range_impl<T, U, true, false>(x, t, grad, a, begin, end)
-          : bce_range_impl<T, U, false, false>(x, t, grad, a, begin, end);
+    bce_range_focal<T, U, false>(x, t, grad, a, begin, end);
   }
 }
 

@@ -18,7 +18,7 @@ using cuda_detail::kWarp;
 using cuda_detail::to_float;
 using cuda_detail::warp_sum;
 
-template <typename T, typename U, bool FOCAL>
+template <typename T, typename U, int FOCAL>
 __global__ void __launch_bounds__(kBceThreads) bce_kernel(BceLaunch a) {
   const int64_t C = a.num_cols;
   const int64_t total = a.num_rows * C;
@@ -56,10 +56,12 @@ __global__ void __launch_bounds__(kBceThreads) bce_kernel(BceLaunch a) {
 template <typename T, typename U>
 cudaError_t launch_typed(const BceLaunch& a, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>(bce_grid_blocks(a.num_rows * a.num_cols));
-  if (a.focal_gamma > 0.f) {
-    bce_kernel<T, U, true><<<blocks, kBceThreads, 0, stream>>>(a);
+  if (a.focal_gamma == 2.f) {
+    bce_kernel<T, U, kBceFocalSquare><<<blocks, kBceThreads, 0, stream>>>(a);
+  } else if (a.focal_gamma > 0.f) {
+    bce_kernel<T, U, kBceFocalPow><<<blocks, kBceThreads, 0, stream>>>(a);
   } else {
-    bce_kernel<T, U, false><<<blocks, kBceThreads, 0, stream>>>(a);
+    bce_kernel<T, U, kBceNoFocal><<<blocks, kBceThreads, 0, stream>>>(a);
   }
   return cudaGetLastError();
 }

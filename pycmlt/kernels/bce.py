@@ -57,12 +57,15 @@ def _bce_kernel(
     lw = 1.0 + (pw - 1.0) * t
     bce = (1.0 - t) * x - lw * log_sig
     dbce = (1.0 - t) - lw * q1
-    if FOCAL:
+    if FOCAL != 0:
         # q = 1 - p_t; loss = w q^g BCE; dq/dz / q = (1 - 2t) p (1 - p) / q, bounded by 1.
         q = t * q1 + (1.0 - t) * p
         pos = q > 0.0
         qs = tl.where(pos, q, 1.0)
-        qg = tl.where(pos, tl.exp(focal_gamma * tl.log(qs)), 0.0)
+        if FOCAL == 2:
+            qg = q * q  # gamma = 2: exact, and no exp/log per element
+        else:
+            qg = tl.where(pos, tl.exp(focal_gamma * tl.log(qs)), 0.0)
         ratio = tl.where(pos, (1.0 - 2.0 * t) * p * q1 / qs, 0.0)
         loss = w * qg * bce
         grad = w * qg * (focal_gamma * ratio * bce + dbce)
@@ -75,6 +78,13 @@ def _bce_kernel(
         tl.store(loss_ptr + pid, tl.sum(tl.where(mask, loss, 0.0), axis=0))
     if COMPUTE_GRAD:
         tl.store(grad_ptr + offs, (grad * grad_scale).to(grad_ptr.dtype.element_ty), mask=mask)
+
+
+def _focal_mode(focal_gamma):
+    """The kernel's FOCAL flag: 0 without focal loss, 2 for gamma = 2 (q * q), 1 for any other gamma."""
+    if focal_gamma <= 0:
+        return 0
+    return 2 if focal_gamma == 2.0 else 1
 
 
 def _strides(weight):
@@ -120,7 +130,7 @@ def cb_bce_rows(logits, targets, weight, pos_weight, focal_gamma, grad_scale, el
         weight_row_stride=weight_row_stride, weight_col_stride=weight_col_stride,
         pos_weight_row_stride=pos_weight_row_stride, pos_weight_col_stride=pos_weight_col_stride,
         grad_scale=float(grad_scale), focal_gamma=float(focal_gamma),
-        HAS_WEIGHT=weight is not None, HAS_POS_WEIGHT=pos_weight is not None, FOCAL=focal_gamma > 0,
+        HAS_WEIGHT=weight is not None, HAS_POS_WEIGHT=pos_weight is not None, FOCAL=_focal_mode(focal_gamma),
         ELEMENTWISE=elementwise, COMPUTE_GRAD=compute_grad, BLOCK=BLOCK, num_warps=4,
     )
     return loss, grad
