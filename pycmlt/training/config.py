@@ -60,6 +60,7 @@ class TrainConfig:
     semantic_head: bool = False           # also score s against class prototypes in the word space (off by
                                           # default: val favoured no head on hanzi-lt and emoji-lt, docs/method.md)
     text_anchors: bool = False            # also score projected h_v against frozen MiniLM class-text anchors
+    lambda_anchor: float = 0.0            # weight of the image-anchor contrastive term (needs text_anchors)
     text_pooling: str = "mean"
     # model and optimisation
     backbone: str = "resnet32"
@@ -209,6 +210,8 @@ RULES: dict[str, Rule] = {
     "semantic_head": Rule("also score the semantic vector against class prototypes in the word space", bool),
     "text_anchors": Rule("also score the image features against frozen class-text anchors (MiniLM embeddings of "
                          "each class's name and top training words; needs the text extra)", bool),
+    "lambda_anchor": _real("weight of the class-wise contrastive term between projected images and the class-text "
+                           "anchors (needs text_anchors; temperature align_temperature)"),
     "text_pooling": _choice("pooling of an example's words", ("mean", "attention")),
     "backbone": Rule("resnet20/32/44/56/110, torchvision:<name> or timm:<name>"),
     "backbone_weights": Rule("local weights file of the backbone", optional=True),
@@ -250,6 +253,9 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"method {config.method!r} is a second stage: give stage1=<run folder of a trained model>")
     if config.epochs < 1 and not second_stage:
         raise ValueError(f"epochs must be >= 1, got {config.epochs}")
+    if config.lambda_anchor > 0 and not config.text_anchors:
+        raise ValueError(f"lambda_anchor={config.lambda_anchor} weights a contrastive term against the class-text "
+                         "anchors: it needs text_anchors=True (--text-anchors)")
     if config.select_on == "val" and config.eval_every:
         raise ValueError("eval_every evaluates the test split during training; with select_on='val' every epoch "
                          "is evaluated on val instead (history: val_top1, val_few) and test once at the end: "

@@ -1,4 +1,5 @@
-"""Every loss a training run optimises (docs/method.md): L = L_cls + lambda_align * L_CMA + lambda_infer * L_CMI.
+"""Every loss a training run optimises (docs/method.md): L = L_cls + lambda_align * L_CMA + lambda_infer * L_CMI
+(+ lambda_anchor * L_anchor with the text-anchor head).
 
 L_cls: the classification loss of the run's recipe (training/recipes.py), built by
 CLASSIFICATION_LOSSES, with its epoch schedule (deferred re-weighting for ldam-drw): update(epoch)
@@ -9,6 +10,9 @@ that have words (same label = positive; class-balanced anchor weights). L_CMI: t
 vector s (a) aligned with the pooled embedding of the image's words (target detached) and (b)
 predicting those words as a multi-label problem over the vocabulary with word logits s . E^T
 (class-balanced over word frequency; fused linear + BCE so the B x |V| logits never exist at once).
+L_anchor (text_anchors with lambda_anchor > 0): class-wise contrast between every image's projection
+into the text space and the frozen class-text anchors, both directions (image -> anchors: its own
+class's anchor is the positive; anchor -> images: the batch's images of its class are), class-balanced.
 Every term goes through pycmlt.ops, so the backend in use is decided there, not here. Each term runs
 inside a profiler range named "pycmlt.loss.<term>" (free unless a torch.profiler is recording), so
 that profiles attribute step time to the losses (benchmarks/train_step.py)."""
@@ -104,6 +108,15 @@ class CMLTNetObjective(nn.Module):
                 logit_scale=math.log(1.0 / config.align_temperature), learnable_scale=False, gather=gather)
         if self.use_infer:
             self.register_buffer("word_weight", None if word_weight is None else word_weight.float())
+        self.use_anchor = config.lambda_anchor > 0 and mc.text_anchors and not classification_only
+        if self.use_anchor:
+            if multi_label:
+                raise ValueError("lambda_anchor > 0 needs single-label data (each image's class anchor is its "
+                                 "positive); set lambda_anchor=0 for multi-label datasets")
+            # Every rank holds all the anchors: no gathering, each rank contrasts its own images.
+            self.anchor_contrast = loss_modules.CrossModalContrastiveLoss(
+                class_counts, beta=config.beta, logit_scale=math.log(1.0 / config.align_temperature),
+                learnable_scale=False)
 
     def update(self, epoch: int) -> None:
         """Puts every scheduled loss (the classification loss's class weights) at `epoch`."""
@@ -129,7 +142,21 @@ class CMLTNetObjective(nn.Module):
                 with record_function("pycmlt.loss.infer_words"):
                     parts["infer_words"] = self.word_prediction(s, word_ids[has], word_mask[has], model.word_table)
                 total = total + self.config.lambda_infer * (parts["infer_align"] + parts["infer_words"])
+        if self.use_anchor:
+            with record_function("pycmlt.loss.anchor"):
+                parts["anchor"] = self.anchor_term(out, labels, model)
+            total = total + self.config.lambda_anchor * parts["anchor"]
         return total, parts
+
+    def anchor_term(self, out: CMLTNetOutput, labels: torch.Tensor, model: CMLTNet) -> torch.Tensor:
+        """L_anchor: the supervised contrastive loss between the images projected into the text space
+        [B, d] and the class anchors [C, d] (anchor c carries label c), so that each image is pulled to
+        its class's anchor and pushed from the others, and each anchor ranks its class's images above the
+        batch's other images (anchors with no image of their class in the batch are left out)."""
+        head = model.anchor_head
+        anchors = head.anchors.to(out.h_v.dtype)
+        classes = torch.arange(anchors.shape[0], device=anchors.device)
+        return self.anchor_contrast(head.project(out.h_v), anchors, labels, classes)
 
     def word_prediction(self, s: torch.Tensor, word_ids: torch.Tensor, word_mask: torch.Tensor,
                         table: torch.Tensor) -> torch.Tensor:

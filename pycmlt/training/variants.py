@@ -18,7 +18,8 @@ ABLATIONS = {"no-align": {"use_align": False}, "no-infer": {"use_infer": False, 
              "semantic": {"semantic_head": True},
              "minilm": {"word_vectors": "minilm"}, "ldam-drw": {"cls_loss": "ldam-drw"},
              "balanced-softmax": {"cls_loss": "balanced-softmax"},
-             "text-anchors": {"text_anchors": True}}
+             "text-anchors": {"text_anchors": True},
+             "anchor-contrast": {"text_anchors": True, "lambda_anchor": 0.1}}
 
 
 def parse_variant(name: str) -> tuple[str, dict]:
@@ -28,7 +29,8 @@ def parse_variant(name: str) -> tuple[str, dict]:
     (the default, spelled out), minilm (word table initialised from MiniLM vectors),
     ldam-drw (LDAM-DRW classification loss, cosine classifier: the default, spelled out), balanced-softmax
     (balanced softmax instead, the default until LDAM-DRW won on val), text-anchors (the text-anchor head:
-    frozen MiniLM class-text anchors scored against h_v)."""
+    frozen MiniLM class-text anchors scored against h_v), anchor-contrast (the text-anchor head plus the
+    image-anchor contrastive term, lambda_anchor 0.1)."""
     head, at, built_on = name.partition("@")
     method, _, ablation = head.partition(":")
     if method not in METHODS:
