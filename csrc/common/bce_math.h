@@ -10,6 +10,11 @@ namespace pycmlt {
 // gamma = 2 (the usual focal setting: exact, and it saves an exp and a log per element).
 enum BceFocal : int { kBceNoFocal = 0, kBceFocalPow = 1, kBceFocalSquare = 2 };
 
+// The focal path a gamma takes: the one rule every launcher (CPU, CUDA) dispatches on.
+PYCMLT_HD BceFocal bce_focal_mode(float gamma) {
+  return gamma == 2.f ? kBceFocalSquare : (gamma > 0.f ? kBceFocalPow : kBceNoFocal);
+}
+
 struct BceElem {
   float loss;  // w * (1 - p_t)^gamma * BCE(z, t)
   float grad;  // d loss / d z

@@ -226,12 +226,13 @@ PYCMLT_ALWAYS_INLINE void bce_range_impl(const T* x, const U* t, T* grad, const 
 template <typename T, typename U, bool STORE_LOSS>
 PYCMLT_ALWAYS_INLINE void bce_range_focal(const T* x, const U* t, T* grad, const BceArgs& a, int64_t begin,
                                           int64_t end) {
-  if (a.gamma == 2.f) {
-    bce_range_impl<T, U, kBceFocalSquare, STORE_LOSS>(x, t, grad, a, begin, end);
-  } else if (a.gamma > 0.f) {
-    bce_range_impl<T, U, kBceFocalPow, STORE_LOSS>(x, t, grad, a, begin, end);
-  } else {
-    bce_range_impl<T, U, kBceNoFocal, STORE_LOSS>(x, t, grad, a, begin, end);
+  switch (bce_focal_mode(a.gamma)) {
+    case kBceFocalSquare:
+      return bce_range_impl<T, U, kBceFocalSquare, STORE_LOSS>(x, t, grad, a, begin, end);
+    case kBceFocalPow:
+      return bce_range_impl<T, U, kBceFocalPow, STORE_LOSS>(x, t, grad, a, begin, end);
+    default:
+      return bce_range_impl<T, U, kBceNoFocal, STORE_LOSS>(x, t, grad, a, begin, end);
   }
 }
 template <typename T, typename U>

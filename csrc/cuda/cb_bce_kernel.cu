@@ -56,12 +56,15 @@ __global__ void __launch_bounds__(kBceThreads) bce_kernel(BceLaunch a) {
 template <typename T, typename U>
 cudaError_t launch_typed(const BceLaunch& a, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>(bce_grid_blocks(a.num_rows * a.num_cols));
-  if (a.focal_gamma == 2.f) {
-    bce_kernel<T, U, kBceFocalSquare><<<blocks, kBceThreads, 0, stream>>>(a);
-  } else if (a.focal_gamma > 0.f) {
-    bce_kernel<T, U, kBceFocalPow><<<blocks, kBceThreads, 0, stream>>>(a);
-  } else {
-    bce_kernel<T, U, kBceNoFocal><<<blocks, kBceThreads, 0, stream>>>(a);
+  switch (bce_focal_mode(a.focal_gamma)) {
+    case kBceFocalSquare:
+      bce_kernel<T, U, kBceFocalSquare><<<blocks, kBceThreads, 0, stream>>>(a);
+      break;
+    case kBceFocalPow:
+      bce_kernel<T, U, kBceFocalPow><<<blocks, kBceThreads, 0, stream>>>(a);
+      break;
+    default:
+      bce_kernel<T, U, kBceNoFocal><<<blocks, kBceThreads, 0, stream>>>(a);
   }
   return cudaGetLastError();
 }
