@@ -105,7 +105,9 @@ def _measure(providers: dict, x, other, device, repeat, budget_s) -> list[Measur
             continue
         calls[name] = call
     if calls:
-        timed = interleaved_median_ms(calls, device, warmup=1, repeat=repeat, rounds=ROUNDS, budget_s=budget_s)
+        # warmup=0: the call above was each provider's first; interleaved_median_ms still runs one more
+        # untimed call per provider before its rounds
+        timed = interleaved_median_ms(calls, device, warmup=0, repeat=repeat, rounds=ROUNDS, budget_s=budget_s)
         for name, ms in timed.items():
             found[name].fwd_bwd_ms = ms
     return list(found.values())
