@@ -23,7 +23,7 @@ from pycmlt.atomic_write import atomic_write_json, atomic_write_text
 from pycmlt.evaluation.classification_metrics import longtail_accuracy
 from pycmlt.training.checkpoint import load_run
 from pycmlt.training.loop import load_datasets
-from pycmlt.training.model_evaluation import collect_outputs
+from pycmlt.training.model_evaluation import collect_outputs, evaluation_logits
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 1000.0)  # 0: classifier alone; 1000: the head alone
 METRICS = ("top1", "few")
@@ -39,11 +39,14 @@ def split_heads(model, dataset) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     return heads, out["labels"].long()
 
 
-def weight_curve(heads: dict[str, torch.Tensor], labels: torch.Tensor, counts: torch.Tensor, head: str) -> dict:
-    """{w: {top1, few}} for the logits classifier + w * head."""
+def weight_curve(heads: dict[str, torch.Tensor], labels: torch.Tensor, counts: torch.Tensor, head: str,
+                 config) -> dict:
+    """{w: {top1, few}} for the logits classifier + w * head, read as the run reads its logits at test
+    time (evaluation_logits: the post-hoc adjustment of a logit-adjust run)."""
     curve = {}
     for w in WEIGHTS:
-        acc = longtail_accuracy((heads["classifier"] + w * heads[head]).argmax(1), labels, counts).to_dict()
+        logits = evaluation_logits(config, heads["classifier"] + w * heads[head], counts)
+        acc = longtail_accuracy(logits.argmax(1), labels, counts).to_dict()
         curve[w] = {k: float(acc[k]) for k in METRICS}
     return curve
 
@@ -51,14 +54,15 @@ def weight_curve(heads: dict[str, torch.Tensor], labels: torch.Tensor, counts: t
 def score_run(run_dir: str, head: str) -> dict:
     """The run's val and test curves and the weight val chooses."""
     model, meta, config = load_run(run_dir, "cpu")
+    has_head = model.config.semantic_head if head == "semantic" else model.anchor_head is not None
+    if not has_head:
+        raise ValueError(f"{run_dir}: the model has no {head!r} head")
     _, val_set, test_set = load_datasets(config, ("train", "val", "test"))
     counts = torch.as_tensor(meta["class_counts"], dtype=torch.float32)
     curves = {}
     for name, dataset in (("val", val_set), ("test", test_set)):
         heads, labels = split_heads(model, dataset)
-        if head not in heads:
-            raise ValueError(f"{run_dir}: the model has no {head!r} head (it has {sorted(heads)})")
-        curves[name] = weight_curve(heads, labels, counts, head)
+        curves[name] = weight_curve(heads, labels, counts, head, config)
     chosen = max(WEIGHTS, key=lambda w: (round(curves["val"][w]["few"], 9), curves["val"][w]["top1"]))
     return {"chosen_weight": chosen, **{s: {str(w): v for w, v in c.items()} for s, c in curves.items()}}
 
