@@ -99,8 +99,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "head-weighting.json", {"head": args.head, "weights": list(WEIGHTS), "command": command,
                                                    "runs": runs})
-    atomic_write_text(out / "head-weighting.md", markdown(runs, args.head, command))
-    print(markdown(runs, args.head, command))
+    table = markdown(runs, args.head, command)
+    atomic_write_text(out / "head-weighting.md", table)
+    print(table)
     return 0
 
 
